@@ -1,0 +1,127 @@
+// Per-element and per-histogram math of SPEC sections 1, 3, 4 and 7, written
+// once for host and device. Every kernel, CPU or CUDA, calls these.
+#pragma once
+
+#include "spotlight/core/config.hpp"
+
+namespace spotlight::math {
+
+// clamp to [-1, 1] that lets NaN through (fmin/fmax would swallow it).
+template <class A>
+SPOTLIGHT_HD A clamp_unit(A x) {
+  return x < A(-1) ? A(-1) : (x > A(1) ? A(1) : x);
+}
+
+template <class A>
+SPOTLIGHT_HD A abs_value(A x) {
+  return x < A(0) ? -x : x;
+}
+
+// Normalized tunable sigmoid sigma_k(x) = (x - k x) / (k - 2 k |x| + 1) on
+// [-1, 1]. For k in (-1, 1) the denominator stays >= 1 - |k| > 0.
+template <class A>
+SPOTLIGHT_HD A tunable_sigmoid(A x, A k) {
+  return (x - k * x) / (k - A(2) * k * abs_value(x) + A(1));
+}
+
+// d sigma_k / dx = (1 - k^2) / (k - 2 k |x| + 1)^2.
+template <class A>
+SPOTLIGHT_HD A tunable_sigmoid_grad(A x, A k) {
+  const A den = k - A(2) * k * abs_value(x) + A(1);
+  return (A(1) - k * k) / (den * den);
+}
+
+// sigma_k(clamp(x, -1, 1)): the op `tunable_sigmoid`.
+template <class A>
+SPOTLIGHT_HD A clamped_tunable_sigmoid(A x, A k) {
+  return tunable_sigmoid(clamp_unit(x), k);
+}
+
+// Its derivative: the sigmoid's inside the open interval (-1, 1), 0 outside.
+template <class A>
+SPOTLIGHT_HD A clamped_tunable_sigmoid_grad(A x, A k) {
+  return (x > A(-1) && x < A(1)) ? tunable_sigmoid_grad(x, k) : A(0);
+}
+
+// Soft mask S = (1 + sigma_k(clamp(p - t))) / 2, in [0, 1], 0.5 at t.
+template <class A>
+SPOTLIGHT_HD A soft_mask(A p, A t, A k) {
+  return A(0.5) + A(0.5) * clamped_tunable_sigmoid(p - t, k);
+}
+
+// dS/dp.
+template <class A>
+SPOTLIGHT_HD A soft_mask_grad(A p, A t, A k) {
+  return A(0.5) * clamped_tunable_sigmoid_grad(p - t, k);
+}
+
+// 0 for a finite value, NaN for NaN or +-Inf: summed into a "poison"
+// accumulator, it turns a pool's loss into NaN with no branch and no sync.
+template <class A>
+SPOTLIGHT_HD A poison(A x) {
+  return x - x;
+}
+
+// Otsu histogram bin of v for the range [lo, lo + bins / scale]:
+// floor((v - lo) * scale), with the maximum landing in the last bin.
+// `scale` is bins / (hi - lo), computed once per sample.
+template <class A>
+SPOTLIGHT_HD int histogram_bin(A v, A lo, A scale, int bins) {
+  const A f = (v - lo) * scale;
+  int b = f > A(0) ? static_cast<int>(f) : 0;  // NaN and negatives go to bin 0
+  return b < bins ? b : bins - 1;
+}
+
+// Scale of histogram_bin; 0 for a constant sample (every value in bin 0).
+template <class A>
+SPOTLIGHT_HD A histogram_scale(A lo, A hi, int bins) {
+  return hi > lo ? A(bins) / (hi - lo) : A(0);
+}
+
+// The centre of bin i of [lo, hi] with `bins` bins.
+template <class A>
+SPOTLIGHT_HD A bin_centre(A lo, A hi, int bins, int i) {
+  return static_cast<A>(static_cast<double>(lo) +
+                        (i + 0.5) * ((static_cast<double>(hi) - static_cast<double>(lo)) / bins));
+}
+
+// Otsu's between-class criterion w1 * w2 * (m1 - m2)^2 for the split after a
+// bin, in bin-index units: the class means are shifted and scaled bin centres,
+// which changes every criterion by the same factor and keeps the argmax.
+// w1, w2 are voxel counts; s1, s2 are sums of count * (2 i + 1). All four are
+// integers below 2^53, so exact in double.
+SPOTLIGHT_HD double otsu_criterion(double w1, double s1, double w2, double s2) {
+  const double d = s1 / w1 - s2 / w2;
+  return w1 * w2 * (d * d);
+}
+
+// Index of the first bin i in [0, bins - 2] maximising Otsu's criterion over a
+// histogram of `bins` counts (any integer type, read through `count(i)`).
+// Serial; a device kernel runs it in one thread per sample or replaces it by
+// a parallel scan with the same criterion.
+template <class CountAt>
+SPOTLIGHT_HD int otsu_bin(CountAt count, int bins) {
+  double total = 0.0, total_weighted = 0.0;
+  for (int i = 0; i < bins; ++i) {
+    const double c = static_cast<double>(count(i));
+    total += c;
+    total_weighted += c * (2.0 * i + 1.0);
+  }
+  double w1 = 0.0, s1 = 0.0, best = -1.0;
+  int best_bin = 0;
+  for (int i = 0; i + 1 < bins; ++i) {
+    const double c = static_cast<double>(count(i));
+    w1 += c;
+    s1 += c * (2.0 * i + 1.0);
+    const double w2 = total - w1;
+    if (w1 == 0.0 || w2 == 0.0) continue;
+    const double v = otsu_criterion(w1, s1, w2, total_weighted - s1);
+    if (v > best) {
+      best = v;
+      best_bin = i;
+    }
+  }
+  return best_bin;
+}
+
+}  // namespace spotlight::math

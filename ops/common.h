@@ -1,0 +1,115 @@
+// Shared glue of the op library: argument checks that name the argument,
+// conversion of spotlight::Error into c10 errors, and the executor that runs
+// the header kernels on ATen's thread pool.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Dispatch.h>
+#include <c10/util/Exception.h>
+
+#include <string>
+#include <utility>
+
+#include "spotlight/core/error.hpp"
+#include "spotlight/core/options.hpp"
+
+namespace spotlight_ops {
+
+using at::Tensor;
+
+// Runs header tasks on ATen's intra-op pool (honours torch.set_num_threads).
+struct AtenExecutor {
+  template <class F>
+  void operator()(int64_t tasks, F&& f) const {
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) f(t);
+    });
+  }
+};
+
+// Runs `f`, turning spotlight::Error into the ValueError PyTorch users expect.
+template <class F>
+decltype(auto) translate_errors(F&& f) {
+  try {
+    return f();
+  } catch (const spotlight::Error& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+}
+
+inline void check_floating(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.defined(), "spotlight: ", name, " must be a tensor, got None");
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()) && t.scalar_type() != at::kFloat8_e4m3fn &&
+                       t.scalar_type() != at::kFloat8_e5m2 && t.scalar_type() != at::kFloat8_e4m3fnuz &&
+                       t.scalar_type() != at::kFloat8_e5m2fnuz,
+                   "spotlight: ", name, " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
+  TORCH_CHECK(t.layout() == at::kStrided, "spotlight: ", name, " must be a dense (strided) tensor, got layout ",
+              t.layout());
+}
+
+// Samples are the indices of dim 0; voxels the rest (SPEC preamble).
+inline std::pair<int64_t, int64_t> samples_and_voxels(const Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.dim() >= 1, "spotlight: ", name,
+                    " must have a batch dimension (at least 1 dim), got a 0-dim tensor");
+  const int64_t samples = t.size(0);
+  TORCH_CHECK_VALUE(samples > 0 && t.numel() > 0, "spotlight: ", name,
+                    " must hold at least one sample of at least one voxel, got shape ", t.sizes());
+  return {samples, t.numel() / samples};
+}
+
+inline void check_same(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
+  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "spotlight: ", b_name, " must have the shape of ", a_name, " ",
+                    a.sizes(), ", got ", b.sizes());
+  TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "spotlight: ", b_name, " must have the dtype of ", a_name,
+                   " (", a.scalar_type(), "), got ", b.scalar_type());
+  TORCH_CHECK(a.device() == b.device(), "spotlight: ", b_name, " must be on the device of ", a_name, " (",
+              a.device(), "), got ", b.device());
+}
+
+inline void check_mask(const Tensor& mask, const Tensor& like, const char* like_name) {
+  TORCH_CHECK(mask.defined(), "spotlight: mask must be a tensor, got None");
+  TORCH_CHECK_TYPE(mask.scalar_type() == at::kBool, "spotlight: mask must be a bool tensor, got ",
+                   mask.scalar_type());
+  TORCH_CHECK_VALUE(mask.sizes() == like.sizes(), "spotlight: mask must have the shape of ", like_name, " ",
+                    like.sizes(), ", got ", mask.sizes());
+  TORCH_CHECK(mask.device() == like.device(), "spotlight: mask must be on the device of ", like_name, " (",
+              like.device(), "), got ", mask.device());
+}
+
+inline spotlight::LossOptions loss_options(double lam, double k, double eps, int64_t bins,
+                                           c10::string_view mse_normalization, c10::string_view reduction) {
+  return translate_errors([&] {
+    spotlight::LossOptions opt;
+    opt.lam = lam;
+    opt.k = k;
+    opt.eps = eps;
+    spotlight::check_bins(bins);
+    opt.bins = static_cast<int>(bins);
+    opt.mse_normalization =
+        spotlight::parse_mse_normalization(std::string_view(mse_normalization.data(), mse_normalization.size()));
+    opt.reduction = spotlight::parse_reduction(std::string_view(reduction.data(), reduction.size()));
+    opt.validate();
+    return opt;
+  });
+}
+
+// The accumulation dtype of a tensor dtype: float64 for float64, else float32.
+inline at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// Per-sample thresholds for `loss`: a given 0-dim or [N] tensor, broadcast to
+// [N] in the accumulation dtype; an undefined result means "Otsu per sample".
+inline Tensor given_thresholds(const std::optional<Tensor>& threshold, const Tensor& pred, int64_t samples) {
+  if (!threshold.has_value() || !threshold->defined()) return Tensor();
+  const Tensor& t = *threshold;
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()) || at::isIntegralType(t.scalar_type(), false),
+                   "spotlight: threshold must be a real-valued tensor, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 0 || (t.dim() == 1 && t.size(0) == samples),
+                    "spotlight: threshold must be a 0-dim tensor or hold one value per sample (", samples,
+                    "), got shape ", t.sizes());
+  TORCH_CHECK(t.device() == pred.device(), "spotlight: threshold must be on the device of pred (", pred.device(),
+              "), got ", t.device());
+  return t.to(acc_dtype(pred.scalar_type())).expand({samples}).contiguous();
+}
+
+}  // namespace spotlight_ops

@@ -1,0 +1,29 @@
+// The `spotlight` operator library: one schema per op of SPEC section 10,
+// plus the private forward/backward ops the autograd kernels call. Kernels
+// are registered per dispatch key next to their code (ops/<op>/).
+#include <torch/library.h>
+
+TORCH_LIBRARY(spotlight, m) {
+  m.def("otsu_threshold(Tensor x, int bins=256) -> Tensor");
+  m.def("otsu_standardize(Tensor x, int bins=256) -> Tensor");
+  m.def("tunable_sigmoid(Tensor x, float k=-0.95) -> Tensor");
+  m.def("_tunable_sigmoid_backward(Tensor grad, Tensor x, float k) -> Tensor");
+  m.def(
+      "masked_mse(Tensor pred, Tensor target, Tensor mask, str mse_normalization=\"foreground\", "
+      "str reduction=\"batch\") -> Tensor");
+  m.def("soft_dice(Tensor soft, Tensor mask, float eps=1e-06, str reduction=\"batch\") -> Tensor");
+  m.def(
+      "loss(Tensor pred, Tensor target, Tensor? threshold=None, float lam=0.5, float k=-0.95, "
+      "float eps=1e-06, int bins=256, str mse_normalization=\"foreground\", str reduction=\"batch\") -> Tensor");
+  m.def(
+      "loss.float_threshold(Tensor pred, Tensor target, float threshold, float lam=0.5, float k=-0.95, "
+      "float eps=1e-06, int bins=256, str mse_normalization=\"foreground\", str reduction=\"batch\") -> Tensor");
+  // (loss [1] or [N] in pred's dtype, thresholds [N], per-sample sums [N, 5] float64)
+  m.def(
+      "_loss_forward(Tensor pred, Tensor target, Tensor? threshold, float lam, float k, float eps, int bins, "
+      "str mse_normalization, str reduction) -> (Tensor, Tensor, Tensor)");
+  // (grad_pred, grad_target: empty unless target_grad)
+  m.def(
+      "_loss_backward(Tensor grad, Tensor pred, Tensor target, Tensor thresholds, Tensor sums, float lam, "
+      "float k, float eps, str mse_normalization, str reduction, bool target_grad) -> (Tensor, Tensor)");
+}

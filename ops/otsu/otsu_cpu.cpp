@@ -1,0 +1,48 @@
+// CPU kernels of spotlight::otsu_threshold and spotlight::otsu_standardize.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "ops/common.h"
+#include "ops/otsu/otsu_checks.h"
+#include "spotlight/cpu/otsu.hpp"
+#include "spotlight/cpu/standardize.hpp"
+
+namespace spotlight_ops {
+namespace {
+
+Tensor otsu_threshold_cpu(const Tensor& x, int64_t bins) {
+  const auto [samples, voxels] = check_otsu_call(x, bins);
+  const Tensor xc = x.contiguous();
+  Tensor out = at::empty({samples}, x.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::otsu_threshold", [&] {
+    std::vector<spotlight::acc_t<scalar_t>> thr(static_cast<size_t>(samples));
+    spotlight::cpu::otsu_thresholds(xc.const_data_ptr<scalar_t>(), samples, voxels, static_cast<int>(bins),
+                                    thr.data(), AtenExecutor{});
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t s = 0; s < samples; ++s) o[s] = static_cast<scalar_t>(thr[static_cast<size_t>(s)]);
+  });
+  return out;
+}
+
+Tensor otsu_standardize_cpu(const Tensor& x, int64_t bins) {
+  const auto [samples, voxels] = check_otsu_call(x, bins);
+  const Tensor xc = x.contiguous();
+  Tensor out = at::empty_like(xc);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::otsu_standardize", [&] {
+    spotlight::cpu::otsu_standardize(xc.const_data_ptr<scalar_t>(), samples, voxels, static_cast<int>(bins),
+                                     out.data_ptr<scalar_t>(), AtenExecutor{});
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(spotlight, CPU, m) {
+  m.impl("otsu_threshold", &otsu_threshold_cpu);
+  m.impl("otsu_standardize", &otsu_standardize_cpu);
+}
+
+}  // namespace spotlight_ops

@@ -1,0 +1,67 @@
+"""Fake (meta) kernels: output shapes and dtypes of every op, so that
+``torch.compile(fullgraph=True)`` and ``torch.export`` trace them with no data."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_FIELDS = 5  # per-sample sums of the fused loss (spotlight::LossSums)
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _reduced(x: Tensor, reduction: str) -> Tensor:
+    if reduction not in ("batch", "mean", "none"):
+        raise ValueError(f"spotlight: reduction must be one of 'batch', 'mean', 'none', got '{reduction}'")
+    return x.new_empty((x.shape[0],) if reduction == "none" else ())
+
+
+@torch.library.register_fake("spotlight::otsu_threshold")
+def _(x, bins=256):
+    return x.new_empty((x.shape[0],))
+
+
+@torch.library.register_fake("spotlight::otsu_standardize")
+def _(x, bins=256):
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("spotlight::tunable_sigmoid")
+def _(x, k=-0.95):
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("spotlight::_tunable_sigmoid_backward")
+def _(grad, x, k):
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("spotlight::masked_mse")
+def _(pred, target, mask, mse_normalization="foreground", reduction="batch"):
+    return _reduced(pred, reduction)
+
+
+@torch.library.register_fake("spotlight::soft_dice")
+def _(soft, mask, eps=1e-6, reduction="batch"):
+    return _reduced(soft, reduction)
+
+
+@torch.library.register_fake("spotlight::loss")
+def _(pred, target, threshold=None, lam=0.5, k=-0.95, eps=1e-6, bins=256, mse_normalization="foreground",
+      reduction="batch"):
+    return _reduced(pred, reduction)
+
+
+@torch.library.register_fake("spotlight::_loss_forward")
+def _(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction):
+    n = pred.shape[0]
+    return (_reduced(pred, reduction), pred.new_empty((n,), dtype=_acc(pred.dtype)),
+            pred.new_empty((n, _FIELDS), dtype=torch.float64))
+
+
+@torch.library.register_fake("spotlight::_loss_backward")
+def _(grad, pred, target, thresholds, sums, lam, k, eps, mse_normalization, reduction, target_grad):
+    return pred.new_empty(pred.shape), pred.new_empty(pred.shape if target_grad else (0,))

@@ -1,0 +1,97 @@
+r"""Functional API of the Spotlight loss: thin wrappers over ``torch.ops.spotlight``.
+
+Notation: a batch ``[N, ...]`` holds N samples (the indices of dim 0); ``Y`` is
+the target, ``P`` the prediction, ``T`` a per-sample threshold.
+
+* Otsu threshold ``T``: the bin centre maximising ``w1 w2 (m1 - m2)^2`` over a
+  ``bins``-bin histogram of the sample's [min, max] (scikit-image conventions).
+* Mask ``M = Y > T``; soft mask ``S = (1 + sigma_k(clamp(P - T, -1, 1))) / 2`` with
+  ``sigma_k(x) = (x - kx) / (k - 2k|x| + 1)``.
+* ``MMSE = sum(M (Y - P)^2) / D`` (D = sum(M), or the voxel count), 0 when D = 0.
+* ``Dice = 1 - 2 sum(S M) / (sum(S) + sum(M) + eps)``.
+* ``loss = lam MMSE + (1 - lam) Dice``, pooled per ``reduction``: ``"batch"`` (one pool
+  of every voxel: one scalar), ``"mean"`` (mean of per-sample losses) or ``"none"`` (``[N]``).
+
+Every function validates its arguments up front and raises ``ValueError`` or
+``TypeError`` naming the offending argument.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+Threshold = Optional[Union[float, Tensor]]
+
+
+def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
+    """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor of ``x.dtype``.
+
+    Not differentiable (piecewise constant): the result never requires grad.
+    A sample holding NaN or Inf gets a NaN threshold; a constant sample its value.
+    """
+    return torch.ops.spotlight.otsu_threshold(x, bins)
+
+
+def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
+    """``(x - T) / std(x)`` per sample: Spotlight's target standardization.
+
+    ``std`` has ddof 0 (1 for a constant sample); the foreground then starts at 0.
+    Differentiable with ``T`` held constant.
+    """
+    return torch.ops.spotlight.otsu_standardize(x, bins)
+
+
+def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
+    """``sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1)``, k in (-1, 1).
+
+    Odd, ``sigma_k(+-1) = +-1``; negative k makes a steep step at 0. Its gradient is
+    ``(1 - k^2) / (k - 2k|x| + 1)^2`` inside (-1, 1) and 0 outside.
+    """
+    return torch.ops.spotlight.tunable_sigmoid(x, k)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = "foreground",
+               reduction: str = "batch") -> Tensor:
+    """``sum(M (Y - P)^2) / D`` per pool with a given bool ``mask`` (0 when D = 0).
+
+    ``mse_normalization``: ``"foreground"`` divides by ``sum(M)`` (the paper), ``"all"``
+    by the pool's voxel count. Differentiable in ``pred`` and ``target``.
+    """
+    return torch.ops.spotlight.masked_mse(pred, target, mask, mse_normalization, reduction)
+
+
+def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "batch") -> Tensor:
+    """``1 - 2 sum(S M) / (sum(S) + sum(M) + eps)`` per pool with a given bool ``mask``.
+
+    Differentiable in ``soft``.
+    """
+    return torch.ops.spotlight.soft_dice(soft, mask, eps, reduction)
+
+
+def loss(pred: Tensor, target: Tensor, threshold: Threshold = None, lam: float = 0.5, k: float = -0.95,
+         eps: float = 1e-6, bins: int = 256, mse_normalization: str = "foreground",
+         reduction: str = "batch") -> Tensor:
+    r"""The Spotlight loss ``lam * MMSE + (1 - lam) * Dice``, fused.
+
+    Args:
+        pred: prediction ``[N, ...]`` (float32, float64, float16 or bfloat16).
+        target: target of the same shape, dtype and device.
+        threshold: ``None`` (Otsu per sample of ``target``, SPEC 1), a float for the
+            whole batch (0 for Otsu-standardized targets), or a tensor of 1 or N values.
+        lam: weight of the masked MSE in [0, 1]; ``1 - lam`` weighs the Dice term.
+        k: tunable-sigmoid steepness in (-1, 1).
+        eps: Dice smoothing, >= 0.
+        bins: Otsu histogram bins, >= 2.
+        mse_normalization: ``"foreground"`` or ``"all"``.
+        reduction: ``"batch"``, ``"mean"`` or ``"none"``.
+
+    Returns:
+        A scalar, or ``[N]`` for ``reduction="none"``, in ``pred.dtype``.
+
+    Gradients flow to ``pred``, and to ``target`` through the MMSE term when it
+    requires grad; the mask and threshold are constants.
+    """
+    return torch.ops.spotlight.loss(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction)

@@ -1,0 +1,128 @@
+r"""Pure-PyTorch reference of the Spotlight method (SPEC sections 1-7).
+
+Readable, float64 throughout, one sample at a time: the test oracle of the
+compiled ops, and a fallback for platforms the op library does not build on.
+It is differentiable through autograd with respect to ``pred`` (and the MMSE
+term with respect to ``target``); the mask and thresholds are constants.
+Results are returned in the dtype of the input.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("batch", "mean", "none")
+MSE_NORMALIZATIONS = ("foreground", "all")
+
+
+def _samples(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
+    """Per-sample Otsu threshold with scikit-image's histogram conventions."""
+    out = []
+    for v in _samples(x.detach()).double():
+        if not torch.isfinite(v).all():
+            out.append(v.new_tensor(float("nan")))
+            continue
+        lo, hi = v.min(), v.max()
+        if lo == hi:
+            out.append(lo)
+            continue
+        idx = ((v - lo) * (bins / (hi - lo))).floor().long().clamp(0, bins - 1)
+        counts = torch.bincount(idx, minlength=bins).double()
+        centres = lo + (torch.arange(bins, dtype=torch.float64) + 0.5) * ((hi - lo) / bins)
+        w1 = counts.cumsum(0)
+        w2 = counts.flip(0).cumsum(0).flip(0)
+        m1 = (counts * centres).cumsum(0) / w1
+        m2 = (counts * centres).flip(0).cumsum(0).flip(0) / w2
+        crit = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
+        crit = torch.nan_to_num(crit, nan=-1.0)  # empty classes never win
+        out.append(centres[int(torch.argmax(crit))])  # first maximum
+    return torch.stack(out).to(x.dtype)
+
+
+def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
+    """(x - T) / std(x) per sample; std with ddof 0, 1 for a constant sample."""
+    t = otsu_threshold(x, bins).double().detach()
+    v = _samples(x).double()
+    sd = v.std(dim=1, unbiased=False, keepdim=True)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    return ((v - t[:, None]) / sd).reshape(x.shape).to(x.dtype)
+
+
+def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
+    r"""\sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1)."""
+    c = x.double().clamp(-1.0, 1.0)
+    return ((c - k * c) / (k - 2.0 * k * c.abs() + 1.0)).to(x.dtype)
+
+
+def soft_mask(pred: Tensor, threshold: Tensor, k: float = -0.95) -> Tensor:
+    """S = (1 + sigma_k(clamp(P - T))) / 2 with T broadcast per sample."""
+    t = threshold.double().reshape(-1, *([1] * (pred.dim() - 1)))
+    return 0.5 * (1.0 + tunable_sigmoid(pred.double() - t, k))
+
+
+def _pool(x: Tensor, reduction: str) -> Tensor:
+    """Per-pool sums of a [N, n] tensor: [1] for 'batch', [N] otherwise."""
+    return x.sum().reshape(1) if reduction == "batch" else x.sum(dim=1)
+
+
+def _reduce(values: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return values
+    return values.mean() if reduction == "mean" else values[0]
+
+
+def _check(reduction: str, mse_normalization: str = "foreground") -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if mse_normalization not in MSE_NORMALIZATIONS:
+        raise ValueError(f"mse_normalization must be one of {MSE_NORMALIZATIONS}, got {mse_normalization!r}")
+
+
+def _poison(*xs: Tensor, reduction: str) -> Tensor:
+    """0 per pool, NaN for a pool holding NaN or Inf (SPEC section 8)."""
+    bad = sum(_samples(~torch.isfinite(x.detach())).double() for x in xs)
+    return torch.where(_pool(bad, reduction) > 0, float("nan"), 0.0)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = "foreground",
+               reduction: str = "batch") -> Tensor:
+    """sum(M (Y - P)^2) / D per pool; D = sum(M) or the voxel count; 0 when D = 0."""
+    _check(reduction, mse_normalization)
+    p, y, m = _samples(pred).double(), _samples(target).double(), _samples(mask).double()
+    se = _pool(m * (y - p) ** 2, reduction)
+    d = _pool(m, reduction) if mse_normalization == "foreground" else _pool(torch.ones_like(m), reduction)
+    mmse = torch.where(d > 0, se / d.clamp_min(1e-300), torch.zeros_like(se))
+    return _reduce(mmse + _poison(pred, target, reduction=reduction), reduction).to(pred.dtype)
+
+
+def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "batch") -> Tensor:
+    """1 - 2 sum(S M) / (sum(S) + sum(M) + eps) per pool."""
+    _check(reduction)
+    s, m = _samples(soft).double(), _samples(mask).double()
+    dice = 1.0 - 2.0 * _pool(s * m, reduction) / (_pool(s, reduction) + _pool(m, reduction) + eps)
+    return _reduce(dice + _poison(soft, reduction=reduction), reduction).to(soft.dtype)
+
+
+def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = 0.5, k: float = -0.95, eps: float = 1e-6,
+         bins: int = 256, mse_normalization: str = "foreground", reduction: str = "batch") -> Tensor:
+    """lam * MMSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred."""
+    _check(reduction, mse_normalization)
+    n = pred.shape[0]
+    if threshold is None:
+        t = otsu_threshold(target, bins).double()
+    else:
+        t = torch.as_tensor(threshold, dtype=torch.float64, device=pred.device).detach().expand(n)
+    mask = target.double() > t.reshape(-1, *([1] * (target.dim() - 1)))
+    soft = soft_mask(pred, t, k)
+    p, y, m, s = _samples(pred).double(), _samples(target).double(), _samples(mask).double(), _samples(soft)
+    se = _pool(m * (y - p) ** 2, reduction)
+    d = _pool(m, reduction) if mse_normalization == "foreground" else _pool(torch.ones_like(m), reduction)
+    mmse = torch.where(d > 0, se / d.clamp_min(1e-300), torch.zeros_like(se))
+    dice = 1.0 - 2.0 * _pool(s * m, reduction) / (_pool(s, reduction) + _pool(m, reduction) + eps)
+    total = lam * mmse + (1.0 - lam) * dice + _poison(pred, target, reduction=reduction)
+    return _reduce(total, reduction).to(pred.dtype)
