@@ -1,0 +1,215 @@
+// The fused loss of spotlight/cpu/loss.hpp and the term reductions of
+// spotlight/cpu/terms.hpp against the float64 reference, and the backward
+// against central differences of the reference.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "reference.hpp"
+#include "spotlight/cpu/loss.hpp"
+#include "spotlight/cpu/terms.hpp"
+
+namespace sc = spotlight::cpu;
+using spotlight::LossOptions;
+using spotlight::Reduction;
+
+namespace {
+
+struct Batch {
+  std::int64_t samples, voxels;
+  std::vector<double> pred, target;
+};
+
+Batch make_batch(std::int64_t samples, std::int64_t voxels, unsigned seed) {
+  Batch b{samples, voxels, {}, {}};
+  for (std::int64_t s = 0; s < samples; ++s) {
+    auto y = ref::random_volume(voxels, seed + 2 * s, 0.1 + 0.05 * s);
+    auto p = ref::random_volume(voxels, seed + 2 * s + 1, 0.1);
+    for (auto& v : p) v *= 0.8;
+    b.target.insert(b.target.end(), y.begin(), y.end());
+    b.pred.insert(b.pred.end(), p.begin(), p.end());
+  }
+  return b;
+}
+
+// The reference loss values of a batch for thresholds t.
+std::vector<double> reference_losses(const Batch& b, const std::vector<double>& t, const LossOptions& o) {
+  std::vector<ref::Terms> terms;
+  for (std::int64_t s = 0; s < b.samples; ++s)
+    terms.push_back(ref::terms(b.pred.data() + s * b.voxels, b.target.data() + s * b.voxels, b.voxels, t[s], o.k));
+  const bool fg = o.mse_normalization == spotlight::MseNormalization::kForeground;
+  if (o.reduction == Reduction::kBatch) {
+    ref::Terms all;
+    for (auto& r : terms) all.fg += r.fg, all.se += r.se, all.soft += r.soft, all.soft_fg += r.soft_fg;
+    return {ref::loss_of(all, static_cast<double>(b.samples * b.voxels), o.lam, o.eps, fg)};
+  }
+  std::vector<double> out;
+  double mean = 0;
+  for (auto& r : terms) {
+    out.push_back(ref::loss_of(r, static_cast<double>(b.voxels), o.lam, o.eps, fg));
+    mean += out.back() / b.samples;
+  }
+  return o.reduction == Reduction::kMean ? std::vector<double>{mean} : out;
+}
+
+}  // namespace
+
+class LossReductions : public ::testing::TestWithParam<std::tuple<Reduction, spotlight::MseNormalization>> {};
+
+TEST_P(LossReductions, ForwardMatchesReference) {
+  const Batch b = make_batch(3, 70001, 5);
+  LossOptions o;
+  o.reduction = std::get<0>(GetParam());
+  o.mse_normalization = std::get<1>(GetParam());
+  std::vector<double> loss(b.samples);
+  const auto st = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels,
+                                   static_cast<const double*>(nullptr), o, loss.data(), sc::ThreadExecutor(2));
+  std::vector<double> t;
+  for (std::int64_t s = 0; s < b.samples; ++s)
+    t.push_back(ref::otsu(std::vector<double>(b.target.begin() + s * b.voxels,
+                                              b.target.begin() + (s + 1) * b.voxels), 256));
+  for (std::int64_t s = 0; s < b.samples; ++s) EXPECT_DOUBLE_EQ(st.thresholds[s], t[s]);
+  const auto expected = reference_losses(b, t, o);
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(loss[i], expected[i], 1e-12 * std::abs(expected[i]));
+}
+
+INSTANTIATE_TEST_SUITE_P(All, LossReductions,
+                         ::testing::Combine(::testing::Values(Reduction::kBatch, Reduction::kMean, Reduction::kNone),
+                                            ::testing::Values(spotlight::MseNormalization::kForeground,
+                                                              spotlight::MseNormalization::kAll)));
+
+TEST(Loss, FloatWithGivenThresholdWithin1e5) {
+  const Batch b = make_batch(2, 200000, 9);
+  std::vector<float> pf(b.pred.begin(), b.pred.end()), yf(b.target.begin(), b.target.end());
+  std::vector<double> pd(pf.begin(), pf.end()), yd(yf.begin(), yf.end());
+  const Batch bd{b.samples, b.voxels, pd, yd};
+  LossOptions o;
+  const float t[2] = {1.0f, 1.0f};
+  float loss = 0;
+  sc::loss_forward(pf.data(), yf.data(), b.samples, b.voxels, t, o, &loss, sc::ThreadExecutor(2));
+  const double expected = reference_losses(bd, {1.0, 1.0}, o)[0];
+  EXPECT_NEAR(loss, expected, 1e-5 * std::abs(expected));
+}
+
+TEST(Loss, BackwardMatchesCentralDifferences) {
+  const Batch b = make_batch(2, 300, 13);
+  for (auto red : {Reduction::kBatch, Reduction::kMean, Reduction::kNone}) {
+    LossOptions o;
+    o.reduction = red;
+    std::vector<double> loss(b.samples);
+    const auto st = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels,
+                                     static_cast<const double*>(nullptr), o, loss.data());
+    // Weights of the outputs, so "none" checks every sample's gradient.
+    const std::vector<double> w = red == Reduction::kNone ? std::vector<double>{0.7, -1.3} : std::vector<double>{1.0};
+    std::vector<double> gp(b.pred.size()), gt(b.pred.size());
+    sc::loss_backward(b.pred.data(), b.target.data(), b.samples, b.voxels, st, o, w.data(), gp.data(), gt.data());
+    auto objective = [&](const std::vector<double>& p, const std::vector<double>& y) {
+      Batch c{b.samples, b.voxels, p, y};
+      std::vector<double> t(st.thresholds.begin(), st.thresholds.end());
+      const auto l = reference_losses(c, t, o);
+      double v = 0;
+      for (size_t i = 0; i < l.size(); ++i) v += w[i] * l[i];
+      return v;
+    };
+    for (size_t i = 0; i < b.pred.size(); i += 37) {
+      const double h = 1e-6;
+      auto p1 = b.pred, p2 = b.pred;
+      p1[i] += h;
+      p2[i] -= h;
+      EXPECT_NEAR(gp[i], (objective(p1, b.target) - objective(p2, b.target)) / (2 * h), 1e-6) << "i=" << i;
+      // d/dY through the MMSE term only (the mask is a constant): move Y
+      // without crossing the threshold.
+      auto y1 = b.target, y2 = b.target;
+      y1[i] += h;
+      y2[i] -= h;
+      const double fd_mse = (objective(b.pred, y1) - objective(b.pred, y2)) / (2 * h);
+      EXPECT_NEAR(gt[i], fd_mse, 1e-6) << "i=" << i;
+    }
+  }
+}
+
+TEST(Loss, NaNPoisonsOnlyItsPoolWithGivenThreshold) {
+  Batch b = make_batch(2, 100, 17);
+  b.pred[5] = std::numeric_limits<double>::quiet_NaN();
+  LossOptions o;
+  o.reduction = Reduction::kNone;
+  const double t[2] = {1.0, 1.0};
+  double loss[2];
+  sc::loss_forward(b.pred.data(), b.target.data(), 2, 100, t, o, loss);
+  EXPECT_TRUE(std::isnan(loss[0]));
+  EXPECT_FALSE(std::isnan(loss[1]));
+  o.reduction = Reduction::kBatch;
+  sc::loss_forward(b.pred.data(), b.target.data(), 2, 100, t, o, loss);
+  EXPECT_TRUE(std::isnan(loss[0]));
+}
+
+TEST(Loss, InfInTargetPoisonsThresholdAndLoss) {
+  Batch b = make_batch(2, 100, 19);
+  b.target[150] = std::numeric_limits<double>::infinity();
+  LossOptions o;
+  o.reduction = Reduction::kNone;
+  double loss[2];
+  const auto st = sc::loss_forward(b.pred.data(), b.target.data(), 2, 100, static_cast<const double*>(nullptr), o, loss);
+  EXPECT_FALSE(std::isnan(loss[0]));
+  EXPECT_TRUE(std::isnan(st.thresholds[1]));
+  EXPECT_TRUE(std::isnan(loss[1]));
+}
+
+TEST(Loss, NoForegroundGivesZeroMse) {
+  std::vector<double> y(64, 0.0), p(64, 0.3);
+  LossOptions o;
+  double loss = 0;
+  const double t = 1.0;
+  sc::loss_forward(p.data(), y.data(), 1, 64, &t, o, &loss);
+  // MMSE = 0; Dice = 1 - 0 = 1 (no foreground, soft mask below 1).
+  EXPECT_NEAR(loss, 0.5, 1e-12);
+}
+
+TEST(Loss, InvalidOptionsThrowNamingTheArgument) {
+  double p = 0, y = 0, out = 0;
+  LossOptions o;
+  o.k = 1.0;
+  try {
+    sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out);
+    FAIL() << "no exception";
+  } catch (const spotlight::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("k must lie"), std::string::npos);
+  }
+  o = LossOptions{};
+  o.lam = 2;
+  EXPECT_THROW(sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out), spotlight::Error);
+  o = LossOptions{};
+  o.bins = 1;
+  EXPECT_THROW(sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out), spotlight::Error);
+  o = LossOptions{};
+  o.eps = -1;
+  EXPECT_THROW(sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out), spotlight::Error);
+  EXPECT_THROW(sc::loss_forward(&p, &y, 0, 1, static_cast<const double*>(nullptr), LossOptions{}, &out),
+               spotlight::Error);
+  EXPECT_THROW(spotlight::parse_reduction("sum"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_mse_normalization("bg"), spotlight::Error);
+}
+
+TEST(Terms, MaskedMseAndDiceMatchReference) {
+  const Batch b = make_batch(2, 5000, 23);
+  std::vector<char> mask_storage(b.pred.size());
+  std::vector<bool> m(b.pred.size());
+  for (size_t i = 0; i < m.size(); ++i) m[i] = b.target[i] > 1.0;
+  auto* mask = reinterpret_cast<bool*>(mask_storage.data());
+  for (size_t i = 0; i < m.size(); ++i) mask[i] = m[i];
+  std::vector<spotlight::LossSums> sums(2);
+  sc::masked_mse_sums(b.pred.data(), b.target.data(), mask, 2, 5000, sums.data());
+  std::vector<double> soft(b.pred.size());
+  for (size_t i = 0; i < soft.size(); ++i) soft[i] = 0.5 * (1 + ref::sigmoid(b.pred[i] - 1.0, -0.95));
+  std::vector<spotlight::LossSums> dsums(2);
+  sc::soft_dice_sums(soft.data(), mask, 2, 5000, dsums.data());
+  for (int s = 0; s < 2; ++s) {
+    const auto r = ref::terms(b.pred.data() + s * 5000, b.target.data() + s * 5000, 5000, 1.0, -0.95);
+    EXPECT_DOUBLE_EQ(sums[s].fg, r.fg);
+    EXPECT_NEAR(sums[s].sq_err, r.se, 1e-9 * r.se);
+    EXPECT_NEAR(dsums[s].soft, r.soft, 1e-9 * r.soft);
+    EXPECT_NEAR(dsums[s].soft_fg, r.soft_fg, 1e-9 * r.soft_fg);
+  }
+}
