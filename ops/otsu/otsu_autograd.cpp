@@ -1,7 +1,9 @@
-// Autograd of the Otsu ops. The threshold is piecewise constant: the op is
-// non-differentiable and its output never requires grad. Standardization is
-// differentiable with the threshold held constant:
+// Autograd of the Otsu ops. The threshold is a bin centre: it jumps when the
+// chosen bin changes and otherwise moves only with the sample's min and max.
+// It is treated as a constant: otsu_threshold's output never requires grad.
+// Standardization is differentiable with the threshold held constant:
 //   y = (x - T) / s,  s = std(x) (ddof 0; 1 for a constant sample)
+// (a stop-gradient, as the loss holds its mask constant):
 //   dL/dx_j = g_j / s - (sum_i g_i (x_i - T)) (x_j - mean) / (n s^3)
 #include <ATen/ATen.h>
 #include <torch/autograd.h>

@@ -29,7 +29,8 @@ Threshold = Optional[Union[float, Tensor]]
 def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
     """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor of ``x.dtype``.
 
-    Not differentiable (piecewise constant): the result never requires grad.
+    Treated as a constant (it is a bin centre, moving only with the sample's min and
+    max between jumps): the result never requires grad.
     A sample holding NaN or Inf gets a NaN threshold; a constant sample its value.
     """
     return torch.ops.spotlight.otsu_threshold(x, bins)
@@ -39,7 +40,7 @@ def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
     """``(x - T) / std(x)`` per sample: Spotlight's target standardization.
 
     ``std`` has ddof 0 (1 for a constant sample); the foreground then starts at 0.
-    Differentiable with ``T`` held constant.
+    Differentiable with ``T`` held constant (a stop-gradient, like the loss's mask).
     """
     return torch.ops.spotlight.otsu_standardize(x, bins)
 
