@@ -13,6 +13,13 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _same_device(t, name: str, like: Tensor, like_name: str) -> None:
+    """The device check of the real kernels: a meta or fake input must not
+    hide a device mismatch behind a shape-only kernel."""
+    if t is not None and t.device != like.device:
+        raise RuntimeError(f"spotlight: {name} must be on the device of {like_name} ({like.device}), got {t.device}")
+
+
 def _reduced(x: Tensor, reduction: str) -> Tensor:
     if reduction not in ("batch", "mean", "none"):
         raise ValueError(f"spotlight: reduction must be one of 'batch', 'mean', 'none', got '{reduction}'")
@@ -41,22 +48,29 @@ def _(grad, x, k):
 
 @torch.library.register_fake("spotlight::masked_mse")
 def _(pred, target, mask, mse_normalization="foreground", reduction="batch"):
+    _same_device(target, "target", pred, "pred")
+    _same_device(mask, "mask", pred, "pred")
     return _reduced(pred, reduction)
 
 
 @torch.library.register_fake("spotlight::soft_dice")
 def _(soft, mask, eps=1e-6, reduction="batch"):
+    _same_device(mask, "mask", soft, "soft")
     return _reduced(soft, reduction)
 
 
 @torch.library.register_fake("spotlight::loss")
 def _(pred, target, threshold=None, lam=0.5, k=-0.95, eps=1e-6, bins=256, mse_normalization="foreground",
       reduction="batch"):
+    _same_device(target, "target", pred, "pred")
+    _same_device(threshold, "threshold", pred, "pred")
     return _reduced(pred, reduction)
 
 
 @torch.library.register_fake("spotlight::_loss_forward")
 def _(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction):
+    _same_device(target, "target", pred, "pred")
+    _same_device(threshold, "threshold", pred, "pred")
     n = pred.shape[0]
     return (_reduced(pred, reduction), pred.new_empty((n,), dtype=_acc(pred.dtype)),
             pred.new_empty((n, _FIELDS), dtype=torch.float64))

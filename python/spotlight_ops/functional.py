@@ -26,6 +26,14 @@ from torch import Tensor
 Threshold = Optional[Union[float, Tensor]]
 
 
+def _dense(*named: tuple[str, object]) -> None:
+    """Sparse and other layouts have no kernel: say so by argument name rather
+    than with the dispatcher's list of backends."""
+    for name, t in named:
+        if isinstance(t, Tensor) and t.layout != torch.strided:
+            raise TypeError(f"spotlight: {name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
 def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
     """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor of ``x.dtype``.
 
@@ -33,6 +41,7 @@ def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
     max between jumps): the result never requires grad.
     A sample holding NaN or Inf gets a NaN threshold; a constant sample its value.
     """
+    _dense(("x", x))
     return torch.ops.spotlight.otsu_threshold(x, bins)
 
 
@@ -42,6 +51,7 @@ def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
     ``std`` has ddof 0 (1 for a constant sample); the foreground then starts at 0.
     Differentiable with ``T`` held constant (a stop-gradient, like the loss's mask).
     """
+    _dense(("x", x))
     return torch.ops.spotlight.otsu_standardize(x, bins)
 
 
@@ -51,6 +61,7 @@ def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
     Odd, ``sigma_k(+-1) = +-1``; negative k makes a steep step at 0. Its gradient is
     ``(1 - k^2) / (k - 2k|x| + 1)^2`` inside (-1, 1) and 0 outside.
     """
+    _dense(("x", x))
     return torch.ops.spotlight.tunable_sigmoid(x, k)
 
 
@@ -61,6 +72,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: st
     ``mse_normalization``: ``"foreground"`` divides by ``sum(M)`` (the paper), ``"all"``
     by the pool's voxel count. Differentiable in ``pred`` and ``target``.
     """
+    _dense(("pred", pred), ("target", target), ("mask", mask))
     return torch.ops.spotlight.masked_mse(pred, target, mask, mse_normalization, reduction)
 
 
@@ -69,6 +81,7 @@ def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "b
 
     Differentiable in ``soft``.
     """
+    _dense(("soft", soft), ("mask", mask))
     return torch.ops.spotlight.soft_dice(soft, mask, eps, reduction)
 
 
@@ -95,4 +108,5 @@ def loss(pred: Tensor, target: Tensor, threshold: Threshold = None, lam: float =
     Gradients flow to ``pred``, and to ``target`` through the MMSE term when it
     requires grad; the mask and threshold are constants.
     """
+    _dense(("pred", pred), ("target", target), ("threshold", threshold))
     return torch.ops.spotlight.loss(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction)
