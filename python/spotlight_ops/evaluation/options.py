@@ -1,0 +1,99 @@
+"""The options of :func:`evaluate_models`, validated in one place before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import positive
+from .frc import FRC_THRESHOLDS
+from .matching import IOU_THRESHOLDS
+from .pixel_metrics import ssim_window
+from .rescaling import check_rescale
+from .segmentation import WatershedParams
+from .sweep import DEFAULT_FRACTIONS, check_fractions
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """Every knob of the evaluation; the defaults are the conventions of docs/evaluation.md."""
+
+    rescale: str = "minmax"  # how predictions reach the target's scale (rescaling.py)
+    otsu_bins: int = 256  # histogram bins of the target's Otsu threshold (foreground)
+    ssim_win_size: int = 7
+    bg_percentile: float = 3.0  # MicroSSIM background offset percentile
+    frc_bin_delta: int = 5
+    frc_threshold: str = "one-seventh"
+    pixel_size: float = 1.0  # XY pixel size: FRC resolution is reported in these units
+    iou_thresholds: tuple[float, ...] = IOU_THRESHOLDS
+    segmentation: WatershedParams = field(default_factory=WatershedParams)
+    cellpose_model: str | Path | None = None
+    cellpose_diameter: float | None = None
+    cellpose_anisotropy: float | None = None
+    cellpose_gpu: bool = False
+    sweep_fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # empty: no threshold sweep
+    morphology: bool = True
+    volume_names: tuple[str, ...] | None = None
+    psnr_tolerance_db: float = 1.0  # "about equal" foreground PSNR in the pattern check
+    histogram_bins: int = 100
+    progress: bool = True
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        check_rescale(self.rescale)
+        if int(self.otsu_bins) < 2:
+            raise ValueError(f"otsu_bins must be at least 2, got {self.otsu_bins}")
+        ssim_window((self.ssim_win_size,), self.ssim_win_size)
+        if not 0 <= float(self.bg_percentile) < 100:
+            raise ValueError(f"bg_percentile must be in [0, 100), got {self.bg_percentile}")
+        if int(self.frc_bin_delta) < 1:
+            raise ValueError(f"frc_bin_delta must be a positive integer, got {self.frc_bin_delta}")
+        if self.frc_threshold not in FRC_THRESHOLDS:
+            raise ValueError(f"frc_threshold must be one of {FRC_THRESHOLDS}, got {self.frc_threshold!r}")
+        positive("pixel_size", self.pixel_size)
+        thresholds = tuple(float(t) for t in self.iou_thresholds)
+        if not thresholds or any(not 0 < t <= 1 for t in thresholds):
+            raise ValueError(f"iou_thresholds must be a non-empty list of values in (0, 1], got {self.iou_thresholds}")
+        object.__setattr__(self, "iou_thresholds", thresholds)
+        if isinstance(self.segmentation, dict):
+            object.__setattr__(self, "segmentation", WatershedParams(**self.segmentation))
+        if not isinstance(self.segmentation, WatershedParams):
+            raise TypeError(f"segmentation must be a WatershedParams or a dict of its fields, got {type(self.segmentation).__name__}")
+        object.__setattr__(self, "sweep_fractions", check_fractions(self.sweep_fractions))
+        positive("psnr_tolerance_db", self.psnr_tolerance_db, allow_zero=True)
+        if int(self.histogram_bins) < 2:
+            raise ValueError(f"histogram_bins must be at least 2, got {self.histogram_bins}")
+        if self.volume_names is not None:
+            object.__setattr__(self, "volume_names", tuple(str(n) for n in self.volume_names))
+
+    @classmethod
+    def from_kwargs(cls, options: dict) -> EvaluationOptions:
+        """Builds the options from ``**options``; an unknown name is a TypeError naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"evaluate_models got unknown option(s) {unknown}; known options: {sorted(known)}")
+        return cls(**options)
+
+    def with_names(self, count: int) -> EvaluationOptions:
+        """Fills in default volume names (``volume_0`` ...) and checks a given list's length."""
+        if self.volume_names is None:
+            return replace(self, volume_names=tuple(f"volume_{i}" for i in range(count)))
+        if len(self.volume_names) != count:
+            raise ValueError(f"volume_names has {len(self.volume_names)} names for {count} volumes")
+        return self
+
+
+def describe(options: EvaluationOptions) -> dict:
+    """The options as plain values, for the report."""
+    out = {}
+    for f in fields(options):
+        value = getattr(options, f.name)
+        if isinstance(value, WatershedParams):
+            value = value.as_dict()
+        elif isinstance(value, (tuple, np.ndarray)):
+            value = list(value)
+        out[f.name] = value
+    return out

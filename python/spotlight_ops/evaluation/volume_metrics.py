@@ -1,0 +1,112 @@
+"""Every number for one volume: pixel metrics, FRC, segmentation AP and morphology.
+
+One *row* is a flat dict of numbers for one (volume, model, threshold) triple; the
+column names are the keys built here (``psnr``, ``psnr_fg``, ``ap_0.50`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cellpose_backend import segment_cellpose
+from .foreground import otsu_foreground
+from .frc import frc_resolution
+from .matching import average_precision
+from .microssim import micro_ssim
+from .morphology import matched_cosine_distances, nucleus_features
+from .options import EvaluationOptions
+from .pixel_metrics import pearson, psnr, ssim
+from .rescaling import target_data_range
+from .segmentation import segment_nuclei
+
+
+@dataclass
+class Reference:
+    """What every prediction of one volume is compared with."""
+
+    target: np.ndarray
+    foreground: np.ndarray
+    otsu: float
+    data_range: float
+    instances: np.ndarray | None  # ground-truth nuclei (masks, else the target's segmentation)
+    source: str  # "masks" or "target_segmentation"
+    features: dict | None  # morphology of the reference nuclei
+
+
+def build_reference(target: np.ndarray, masks: np.ndarray | None, opts: EvaluationOptions) -> tuple[Reference, np.ndarray]:
+    """The reference of a volume and the Otsu + watershed segmentation of its target."""
+    foreground, otsu = otsu_foreground(target, opts.otsu_bins)
+    data_range = target_data_range(target)
+    target_labels = segment_nuclei(target, opts.segmentation)
+    instances, source = (masks, "masks") if masks is not None else (target_labels, "target_segmentation")
+    features = nucleus_features(instances, target, opts.segmentation.spacing) if opts.morphology else None
+    return Reference(target, foreground, otsu, data_range, instances, source, features), target_labels
+
+
+def pixel_row(reference: Reference, prediction: np.ndarray, opts: EvaluationOptions) -> dict:
+    """PSNR, SSIM, MicroSSIM and Pearson, whole volume and foreground (prediction on target scale)."""
+    y, fg, data_range = reference.target, reference.foreground, reference.data_range
+    micro = micro_ssim(y, prediction, mask=fg, bg_percentile=opts.bg_percentile, win_size=opts.ssim_win_size)
+    return {
+        "psnr": psnr(y, prediction, data_range),
+        "psnr_fg": psnr(y, prediction, data_range, mask=fg),
+        "ssim": ssim(y, prediction, data_range, win_size=opts.ssim_win_size),
+        "ssim_fg": ssim(y, prediction, data_range, mask=fg, win_size=opts.ssim_win_size),
+        "microssim": micro.value,
+        "microssim_fg": micro.foreground,
+        "microssim_ri_factor": micro.ri_factor,
+        "pearson": pearson(y, prediction),
+        "pearson_fg": pearson(y, prediction, mask=fg),
+    }
+
+
+def frc_row(image: np.ndarray, opts: EvaluationOptions) -> dict:
+    """FRC resolution (NaN plus ``frc_crossed`` False and a message when not crossed)."""
+    result = frc_resolution(image, opts.frc_bin_delta, opts.frc_threshold, opts.pixel_size)
+    return {"frc_resolution": result.resolution, "frc_crossed": result.crossed, "frc_message": result.message}
+
+
+def segmentation_row(
+    reference: Reference, labels: np.ndarray, image: np.ndarray, opts: EvaluationOptions, prefix: str = ""
+) -> tuple[dict, list[float]]:
+    """AP/precision/recall/F1 per IoU threshold against the reference, and morphology distances.
+
+    Returns the row and the AP curve (one AP per IoU threshold).
+    """
+    ap = average_precision(reference.instances, labels, opts.iou_thresholds)
+    row = {f"{prefix}n_nuclei": int(len(np.unique(labels)) - (labels == 0).any()), f"{prefix}mean_ap": ap["mean_ap"]}
+    for i, t in enumerate(ap["thresholds"]):
+        for key in ("ap", "precision", "recall", "f1"):
+            row[f"{prefix}{key}_{t:.2f}"] = ap[key][i]
+    if opts.morphology and reference.features is not None:
+        first = ap["matches"][0]  # matching at the lowest IoU threshold (0.5 by default)
+        features = nucleus_features(labels, image, opts.segmentation.spacing)
+        distances = matched_cosine_distances(reference.features, features, first.true_labels, first.pred_labels)
+        finite = distances[np.isfinite(distances)]
+        row[f"{prefix}n_matched"] = int(first.tp)
+        row[f"{prefix}morph_cosine_mean"] = float(finite.mean()) if finite.size else float("nan")
+        row[f"{prefix}morph_cosine_median"] = float(np.median(finite)) if finite.size else float("nan")
+    return row, ap["ap"]
+
+
+def prediction_row(
+    reference: Reference, prediction: np.ndarray, opts: EvaluationOptions, with_frc: bool, with_cellpose: bool
+) -> tuple[dict, dict]:
+    """All numbers of one prediction (on the target's scale) and its AP curves by method."""
+    row = pixel_row(reference, prediction, opts)
+    if with_frc:
+        row.update(frc_row(prediction, opts))
+    curves = {}
+    labels = segment_nuclei(prediction, opts.segmentation)
+    seg, curves["watershed"] = segmentation_row(reference, labels, prediction, opts)
+    row.update(seg)
+    if with_cellpose:
+        labels = segment_cellpose(
+            prediction, opts.cellpose_model, opts.cellpose_diameter, opts.cellpose_anisotropy, opts.cellpose_gpu
+        )
+        seg, curves["cellpose"] = segmentation_row(reference, labels, prediction, opts, prefix="cellpose_")
+        row.update(seg)
+    return row, curves
+
