@@ -52,11 +52,15 @@ def _check_inputs(predictions, targets, instance_masks) -> tuple[list, list]:
             if shape != targets[i].shape:
                 raise ValueError(f"predictions[{name!r}][{i}] has shape {shape}, targets[{i}] has {targets[i].shape}")
     masks = [None] * len(targets)
+    if isinstance(instance_masks, (list, tuple)) and all(m is None for m in instance_masks):
+        instance_masks = None  # a data manifest without a mask column gives a list of None
     if instance_masks is not None:
         if not isinstance(instance_masks, (list, tuple)) or len(instance_masks) != len(targets):
             raise ValueError(f"instance_masks must be None or a list of {len(targets)} label volumes")
         masks = []
         for i, m in enumerate(instance_masks):
+            if m is None:
+                raise ValueError(f"instance_masks[{i}] is None: give masks for every volume or for none")
             if np.shape(m) != targets[i].shape:
                 raise ValueError(f"instance_masks[{i}] has shape {np.shape(m)}, targets[{i}] has {targets[i].shape}")
             masks.append(to_instances(m))
@@ -83,6 +87,9 @@ def evaluate_models(
 ) -> list[dict]:
     """Evaluates each model's predictions against the targets; see the module docstring.
 
+    ``instance_masks``: ground-truth nuclei per target (instance labels, or binary masks
+    split by connected components), or None (or a list of None) to score segmentation
+    against the target's own Otsu + watershed segmentation.
     ``options`` are the fields of :class:`EvaluationOptions` (rescale, frc_bin_delta,
     frc_threshold, segmentation, sweep_fractions, cellpose_model, volume_names, ...).
     Returns one dict per (volume, model, threshold) with every number, the rows of
@@ -91,12 +98,12 @@ def evaluate_models(
     """
     opts = EvaluationOptions.from_kwargs(options)
     targets, masks = _check_inputs(predictions, targets, instance_masks)
+    has_masks = masks[0] is not None
     opts = opts.with_names(len(targets))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with_cellpose, cellpose_message = cellpose_status(opts.cellpose_model)
     log.info(cellpose_message)
-    has_masks = instance_masks is not None
 
     lo = min(float(t.min()) for t in targets)
     hi = max(float(t.max()) for t in targets)
