@@ -28,7 +28,9 @@ fi
 
 step "python environment ($venv, $torch_spec)"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "$torch_spec" -r requirements/ci.txt
+# (grep: the local package index warns once per missing project folder)
+"$venv/bin/python" -m pip install -q --disable-pip-version-check "$torch_spec" -r requirements/ci.txt 2>&1 |
+  { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 step "build (pip install --no-build-isolation .)"
 if command -v ccache >/dev/null; then
