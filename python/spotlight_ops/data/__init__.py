@@ -1,0 +1,20 @@
+"""Data pipeline: CSV manifests of TIFF pairs, preprocessing, patch sampling, synthetic scenes.
+
+* :func:`read_manifest` / :func:`write_manifest`: ``path_signal,path_target[,path_mask]`` CSVs;
+* :func:`read_volume` / :func:`write_volume`: validated TIFF/OME-TIFF I/O;
+* :func:`load_pairs`: preprocessed :class:`VolumePair` s (signal z-scored, target Otsu-standardized);
+* :class:`PatchSampler`: foreground-aware random patches with a resumable state;
+* :mod:`spotlight_ops.data.synthetic`: seeded synthetic nuclei scenes for tests and the demo.
+"""
+
+from .dataset import PreprocessConfig, VolumePair, load_pair, load_pairs, prepare_signal
+from .errors import DataError
+from .io import VolumeMetadata, read_metadata, read_volume, write_volume
+from .manifest import ManifestRow, read_manifest, write_manifest
+from .sampler import PatchSampler
+
+__all__ = [
+    "DataError", "ManifestRow", "PatchSampler", "PreprocessConfig", "VolumeMetadata", "VolumePair",
+    "load_pair", "load_pairs", "prepare_signal", "read_manifest", "read_metadata", "read_volume",
+    "write_manifest", "write_volume",
+]

@@ -1,0 +1,165 @@
+"""Reading and writing 3D volumes as TIFF / OME-TIFF with tifffile, validated.
+
+Every problem with a file (missing, unreadable, truncated, not 3D, non-finite values) raises
+:class:`DataError` naming the file and the problem, before the volume is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import tifffile
+
+from .errors import DataError
+
+PathLike = Union[str, Path]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_warnings():
+    """Collects tifffile's logged warnings (how it reports truncated files) instead of printing them."""
+    logger = logging.getLogger("tifffile")
+    handler, propagate = _Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _check_extent(tif: "tifffile.TiffFile", path: Path, role: str) -> None:
+    """Every page's pixel data must lie inside the file (a truncated file fails this)."""
+    size = path.stat().st_size
+    for index, page in enumerate(tif.pages):
+        for offset, count in zip(page.dataoffsets, page.databytecounts):
+            if offset + count > size:
+                raise DataError(path, f"{role} TIFF truncated: page {index} needs bytes up to {offset + count}, "
+                                      f"the file has {size}")
+
+
+def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_finite: bool = True) -> np.ndarray:
+    """Reads a single-channel 3D volume ``(Z, Y, X)`` from a TIFF/OME-TIFF file.
+
+    Singleton axes (e.g. the T and C of a ``TCZYX`` OME-TIFF) are dropped; anything else
+    that is not 3D is rejected. ``role`` (``"signal"``, ``"target"``, ``"mask"``) goes into
+    error messages. The result has ``dtype`` (``None`` keeps the file's).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, f"{role} file not found")
+    try:
+        with _tifffile_warnings() as warnings, tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise ValueError("no image series in the file")
+            _check_extent(tif, path, role)
+            array = tif.series[0].asarray()
+    except DataError:
+        raise
+    except Exception as err:  # tifffile raises many kinds on corrupt files: report them all alike
+        raise DataError(path, f"cannot read {role} TIFF ({type(err).__name__}: {err})") from err
+    if warnings:
+        raise DataError(path, f"{role} TIFF is truncated or corrupted (tifffile: {'; '.join(warnings[:3])})")
+    squeezed = np.squeeze(array)
+    if squeezed.ndim != 3:
+        raise DataError(path, f"{role} must be a single-channel 3D volume (Z, Y, X) after dropping "
+                              f"singleton axes; got shape {array.shape}")
+    if squeezed.size == 0:
+        raise DataError(path, f"{role} is empty, shape {array.shape}")
+    if dtype is not None:
+        squeezed = squeezed.astype(dtype, copy=False)
+    if check_finite and np.issubdtype(squeezed.dtype, np.floating) and not np.isfinite(squeezed).all():
+        bad = int(np.count_nonzero(~np.isfinite(squeezed)))
+        raise DataError(path, f"{role} holds {bad} non-finite (NaN or Inf) values")
+    return np.ascontiguousarray(squeezed)
+
+
+@dataclass
+class VolumeMetadata:
+    """What is kept from an input TIFF when writing a derived volume (the prediction).
+
+    ``voxel_size`` is ``(z, y, x)`` in ``unit``; entries are None where the file did not say.
+    """
+
+    voxel_size: tuple = (None, None, None)
+    unit: Optional[str] = None
+
+
+def _ome_voxel_size(ome_xml: str) -> tuple:
+    root = ElementTree.fromstring(ome_xml)
+    for element in root.iter():
+        if element.tag.endswith("Pixels"):
+            get = element.attrib.get
+            sizes = tuple(float(get(f"PhysicalSize{a}")) if get(f"PhysicalSize{a}") else None for a in "ZYX")
+            return sizes, get("PhysicalSizeXUnit")
+    return (None, None, None), None
+
+
+def read_metadata(path: PathLike) -> VolumeMetadata:
+    """Voxel size and unit from OME-XML, ImageJ metadata or the TIFF resolution tags."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                sizes, unit = _ome_voxel_size(tif.ome_metadata)
+                if any(s is not None for s in sizes):
+                    return VolumeMetadata(voxel_size=sizes, unit=unit)
+            page = tif.pages[0]
+            y_size = x_size = None
+            tags = page.tags
+            if "XResolution" in tags and "YResolution" in tags:
+                xr, yr = tags["XResolution"].value, tags["YResolution"].value
+                x_size = xr[1] / xr[0] if xr[0] else None
+                y_size = yr[1] / yr[0] if yr[0] else None
+            ij = tif.imagej_metadata or {}
+            z_size = ij.get("spacing")
+            unit = ij.get("unit")
+            if x_size == 1.0 and y_size == 1.0 and z_size is None:
+                x_size = y_size = None  # the TIFF default resolution: no information
+            return VolumeMetadata(voxel_size=(z_size, y_size, x_size), unit=unit)
+    except Exception as err:
+        raise DataError(path, f"cannot read TIFF metadata ({type(err).__name__}: {err})") from err
+
+
+def write_volume(path: PathLike, volume: np.ndarray, metadata: Optional[VolumeMetadata] = None,
+                 voxel_size: Optional[tuple] = None, unit: str = "um") -> Path:
+    """Writes a ``(Z, Y, X)`` volume as an ImageJ-compatible TIFF with its voxel size.
+
+    ``metadata`` (from :func:`read_metadata`) is kept where known; ``voxel_size`` overrides it.
+    """
+    path = Path(path)
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise ValueError(f"volume must be 3D (Z, Y, X), got shape {volume.shape}")
+    sizes = tuple(voxel_size) if voxel_size is not None else (metadata.voxel_size if metadata else (None,) * 3)
+    if metadata is not None and metadata.unit and voxel_size is None:
+        unit = metadata.unit
+    ij_meta = {"axes": "ZYX"}
+    if sizes[0]:
+        ij_meta["spacing"] = float(sizes[0])
+    if any(sizes):
+        ij_meta["unit"] = unit
+    kwargs = {}
+    if sizes[1] and sizes[2]:
+        kwargs["resolution"] = (1.0 / float(sizes[2]), 1.0 / float(sizes[1]))
+    if volume.dtype == np.float64:
+        volume = volume.astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, volume, imagej=True, metadata=ij_meta, **kwargs)
+    return path
