@@ -1,0 +1,90 @@
+"""``spotlight train``: flags for every :class:`TrainConfig` key, a YAML ``--config``, ``--resume``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .checkpoint import CheckpointError
+from .config import TrainConfig, build_config
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _auto_bool(text: str):
+    return "auto" if text.strip().lower() == "auto" else _bool(text)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train", help="train an F-net with the MSE or Spotlight loss",
+        description="Train F-net on a CSV manifest of (signal, target) TIFF pairs. Defaults are the paper's "
+                    "hyperparameters. Values come from the defaults, then --config YAML, then flags.")
+    p.add_argument("--config", help="YAML file whose keys are the long flag names with underscores")
+    p.add_argument("--train-csv", dest="train_csv", help="manifest path_signal,path_target[,path_mask]")
+    p.add_argument("--out", dest="out_dir", help="run folder (config.yaml, log.csv, checkpoints/, model.pt)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest intact checkpoint")
+    p.add_argument("--loss", choices=["mse", "spotlight"], help=f"training loss (default {d.loss})")
+    p.add_argument("--lam", type=float, help=f"Spotlight MMSE weight (default {d.lam})")
+    p.add_argument("--k", type=float, help=f"tunable-sigmoid steepness (default {d.k})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--betas", type=float, nargs=2, help=f"Adam betas (default {d.betas[0]} {d.betas[1]})")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help=f"global batch (default {d.batch_size})")
+    p.add_argument("--patch-size", dest="patch_size", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="patch size (default 32 64 64)")
+    p.add_argument("--iterations", type=int, help=f"training iterations (default {d.iterations})")
+    p.add_argument("--depth", type=int, help=f"F-net depth (default {d.depth})")
+    p.add_argument("--base-channels", dest="base_channels", type=int, help=f"F-net width (default {d.base_channels})")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
+                   help=f"iterations between checkpoints (default {d.checkpoint_every})")
+    p.add_argument("--log-every", dest="log_every", type=int, help=f"iterations between log rows (default {d.log_every})")
+    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--voxel-size", dest="voxel_size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="input voxel size; resample to isotropic voxels")
+    p.add_argument("--isotropic-voxel-size", dest="isotropic_voxel_size", type=float,
+                   help="voxel size after resampling (default: the smallest of --voxel-size)")
+    p.add_argument("--target-norm", dest="target_norm", choices=["otsu", "zscore"],
+                   help="target standardization (default otsu: (x - T) / std)")
+    p.add_argument("--smooth-threshold", dest="smooth_threshold", type=_bool,
+                   help="choose Otsu T on a median(5)+Gaussian(5) smoothed copy (default false)")
+    p.add_argument("--crop-multiple", dest="crop_multiple", type=int, help="crop volumes to a multiple (default 16)")
+    p.add_argument("--min-foreground-fraction", dest="min_foreground_fraction", type=float,
+                   help="minimum foreground fraction per patch (default 0.001)")
+    p.add_argument("--max-retries", dest="max_retries", type=int, help="patch positions tried per image (default 1000)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--amp", type=_auto_bool, help="mixed precision on CUDA: auto, true, false (default auto)")
+    p.add_argument("--amp-dtype", dest="amp_dtype", choices=["bfloat16", "float16"], help="autocast dtype")
+    p.add_argument("--deterministic", type=_bool, help="use deterministic algorithms (default false)")
+    p.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
+    p.add_argument("--sync-batchnorm", dest="sync_batchnorm", type=_bool, help="SyncBatchNorm under DDP")
+    p.add_argument("--progress", type=_bool, help="show a progress bar (default true)")
+    p.add_argument("--tensorboard", type=_auto_bool, help="TensorBoard logging: auto, true, false")
+    p.set_defaults(handler=run)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)}
+    return build_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .trainer import train
+
+    try:
+        config = config_from_args(args)
+        result = train(config, resume=args.resume)
+    except (ValueError, FileExistsError, CheckpointError, FloatingPointError) as err:
+        print(f"spotlight train: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, FileExistsError)) else 1
+    if not result.already_finished and result.model_path is not None:
+        print(f"Finished {result.iteration} iterations; model written to {result.model_path}")
+    return 0

@@ -1,0 +1,177 @@
+"""Training configuration: every paper hyperparameter as a default, from YAML and/or flags.
+
+Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. YAML keys are
+the field names of :class:`TrainConfig`; an unknown key is an error naming it and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from ..data import PreprocessConfig
+
+# Keys that may change when a run is resumed; every other key must equal the checkpoint's.
+RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
+                               "num_threads", "out_dir", "train_csv"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (defaults: Ounkomol et al. 2018 / the Spotlight paper).
+
+    Data: ``train_csv`` (manifest), preprocessing (``voxel_size``, ``isotropic_voxel_size``,
+    ``target_norm``, ``smooth_threshold``, ``crop_multiple``, ``min_foreground_fraction``),
+    sampling (``patch_size`` z,y,x; ``batch_size``, the global batch split over processes;
+    ``max_retries``). Model: F-net ``depth`` / ``base_channels``. Loss: ``loss`` (``"mse"`` or
+    ``"spotlight"``), ``lam``, ``k``. Optimiser: Adam ``lr``, ``betas``. Schedule: ``iterations``,
+    ``checkpoint_every``, ``log_every``, ``seed``. Runtime: ``device`` (auto/cpu/cuda), ``amp``
+    (auto = on for CUDA only), ``amp_dtype``, ``deterministic``, ``num_threads``,
+    ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed).
+    """
+
+    train_csv: Optional[str] = None
+    out_dir: Optional[str] = None
+    loss: str = "spotlight"
+    lam: float = 0.5
+    k: float = -0.95
+    lr: float = 1e-3
+    betas: tuple = (0.5, 0.999)
+    batch_size: int = 24
+    patch_size: tuple = (32, 64, 64)
+    iterations: int = 50_000
+    depth: int = 4
+    base_channels: int = 32
+    checkpoint_every: int = 500
+    log_every: int = 1
+    seed: int = 0
+    voxel_size: Optional[tuple] = None
+    isotropic_voxel_size: Optional[float] = None
+    target_norm: str = "otsu"
+    smooth_threshold: bool = False
+    crop_multiple: int = 16
+    min_foreground_fraction: float = 0.001
+    max_retries: int = 1000
+    device: str = "auto"
+    amp: Union[str, bool] = "auto"
+    amp_dtype: str = "bfloat16"
+    deterministic: bool = False
+    num_threads: Optional[int] = None
+    sync_batchnorm: bool = False
+    progress: bool = True
+    tensorboard: Union[str, bool] = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        if self.voxel_size is not None:
+            self.voxel_size = tuple(float(v) for v in self.voxel_size)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad key."""
+        def positive_int(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+        for name in ("batch_size", "iterations", "checkpoint_every", "log_every", "base_channels", "crop_multiple",
+                     "max_retries"):
+            positive_int(name)
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
+        if self.loss not in ("mse", "spotlight"):
+            raise ValueError(f"loss must be 'mse' or 'spotlight', got {self.loss!r}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must lie in [0, 1], got {self.lam!r}")
+        if not -1.0 < self.k < 1.0:
+            raise ValueError(f"k must lie in the open interval (-1, 1), got {self.k!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
+            raise ValueError(f"patch_size must be three positive integers (z, y, x), got {self.patch_size!r}")
+        multiple = 2 ** self.depth
+        if any(p % multiple for p in self.patch_size):
+            raise ValueError(f"patch_size {self.patch_size} must be a multiple of 2**depth = {multiple} per axis")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.amp not in ("auto", True, False):
+            raise ValueError(f"amp must be 'auto', true or false, got {self.amp!r}")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        if self.tensorboard not in ("auto", True, False):
+            raise ValueError(f"tensorboard must be 'auto', true or false, got {self.tensorboard!r}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise ValueError(f"num_threads must be a positive integer or null, got {self.num_threads!r}")
+        self.preprocess()  # validates the preprocessing keys
+
+    def preprocess(self) -> PreprocessConfig:
+        """The data-preprocessing part, shared with prediction."""
+        return PreprocessConfig(voxel_size=self.voxel_size, isotropic_voxel_size=self.isotropic_voxel_size,
+                                target_norm=self.target_norm, smooth_threshold=self.smooth_threshold,
+                                crop_multiple=self.crop_multiple,
+                                min_foreground_fraction=self.min_foreground_fraction)
+
+    def to_dict(self) -> dict:
+        """Plain YAML-safe dict (tuples as lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"{source}: unknown config key(s) {', '.join(unknown)}; "
+                             f"known keys: {', '.join(cls.field_names())}")
+        return cls(**values)
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Keys (outside :data:`RESUMABLE_CHANGES`) whose values differ from ``other``'s."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs.get(k)]
+
+
+def read_yaml(path: Union[str, Path]) -> dict:
+    """The mapping in a YAML config file; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML ({err})") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping of keys to values, got {type(values).__name__}")
+    return values
+
+
+def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
+    """Defaults, then the YAML file's keys, then ``overrides`` (flags that were given; None means not given)."""
+    values = read_yaml(yaml_path) if yaml_path else {}
+    source = str(yaml_path) if yaml_path else "config"
+    unknown = sorted(set(values) - set(TrainConfig.field_names()))
+    if unknown:
+        raise ValueError(f"{source}: unknown config key(s) {', '.join(unknown)}; "
+                         f"known keys: {', '.join(TrainConfig.field_names())}")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_dict(values, source)
+
+
+def write_yaml(config: TrainConfig, path: Union[str, Path]) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
