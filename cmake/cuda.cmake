@@ -14,6 +14,12 @@ if(NOT SPOTLIGHT_CUDA STREQUAL "OFF")
     # Shared: the kernels must use the same CUDA runtime as torch.
     set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
+    # Nor does it know the CUDA20 dialect: without this, a CUDA target linking spotlight::spotlight
+    # (which requires cxx_std_20) fails to generate. The flag is in CMAKE_CUDA_FLAGS.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "")
+    endif()
     find_package(CUDAToolkit REQUIRED)
     set(SPOTLIGHT_WITH_CUDA ON)
   elseif(SPOTLIGHT_CUDA STREQUAL "ON")

@@ -1,0 +1,199 @@
+// The fused Spotlight loss on the device (SPEC sections 1-7).
+// Forward, Otsu per sample:  range kernel, histogram+Otsu kernel, sums kernel (3 launches).
+// Forward, given thresholds: one memset of the arrival counters, sums kernel (1 launch).
+// Backward: one kernel reading pred and target and writing grad_pred (and
+// grad_target); each block derives its sample's gradient coefficients from
+// the forward's per-sample sums and the upstream gradient in its prologue.
+// (Reduction "batch" over more than kMaxInlinePoolSamples samples adds one
+// single-block kernel that pools the batch once instead of in every block.)
+#pragma once
+
+#include "spotlight/core/config.hpp"
+#include "spotlight/core/loss_terms.hpp"
+#include "spotlight/core/math.hpp"
+#include "spotlight/core/options.hpp"
+#include "spotlight/cuda/block.cuh"
+#include "spotlight/cuda/config.cuh"
+#include "spotlight/cuda/numeric.cuh"
+#include "spotlight/cuda/otsu.cuh"
+#include "spotlight/cuda/policy.cuh"
+#include "spotlight/cuda/sums.cuh"
+#include "spotlight/cuda/workspace.cuh"
+
+namespace spotlight::cuda {
+
+inline FinalizeParams loss_finalize_params(const LossOptions& opt) {
+  FinalizeParams fin;
+  fin.lam = opt.lam;
+  fin.eps = opt.eps;
+  fin.mse_normalization = opt.mse_normalization;
+  fin.reduction = opt.reduction;
+  fin.term = Term::kLoss;
+  return fin;
+}
+
+namespace detail {
+
+template <class A>
+struct LossForwardBuffers {
+  OtsuBuffers<A> otsu;  // Otsu only
+  SumsBuffers sums;
+  unsigned int* tickets = nullptr;  // [2 samples + 1]: Otsu per sample, sums per sample, batch
+};
+
+template <class A>
+LossForwardBuffers<A> carve_loss_forward(WorkspaceCarver& w, const Grid& g, int bins, bool otsu) {
+  LossForwardBuffers<A> b;
+  b.tickets = w.take<unsigned int>(2 * g.samples + 1);
+  if (otsu) b.otsu = carve_otsu<A>(w, g, bins, false);
+  b.sums.partials = w.take<LossSums>(g.tasks());
+  if (b.tickets != nullptr) {
+    b.otsu.tickets = b.tickets;
+    b.sums.sample_tickets = b.tickets + g.samples;
+    b.sums.batch_ticket = b.tickets + 2 * g.samples;
+  }
+  return b;
+}
+
+}  // namespace detail
+
+template <class T>
+size_t loss_forward_workspace_bytes(index_t samples, index_t voxels, int bins, bool otsu) {
+  WorkspaceCarver w;
+  detail::carve_loss_forward<acc_t<T>>(w, make_grid<StreamingPolicy<T>>(samples, voxels), bins, otsu);
+  return w.bytes();
+}
+
+// The forward of the fused loss over pred, target [samples, voxels].
+// given_thresholds: [samples] device values, or null for Otsu per sample.
+// Writes loss (loss_output_size(opt.reduction, samples) values), the
+// per-sample thresholds and the per-sample sums (what the backward needs).
+template <class T>
+cudaError_t loss_forward(const T* pred, const T* target, index_t samples, index_t voxels,
+                         const acc_t<T>* given_thresholds, const LossOptions& opt, T* loss, acc_t<T>* thresholds,
+                         LossSums* sums, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  using A = acc_t<T>;
+  using Policy = StreamingPolicy<T>;
+  const Grid g = make_grid<Policy>(samples, voxels);
+  const bool otsu = given_thresholds == nullptr;
+  if (!g.launchable() || opt.bins < 2) return cudaErrorInvalidValue;
+  WorkspaceCarver w(workspace);
+  const detail::LossForwardBuffers<A> b = detail::carve_loss_forward<A>(w, g, opt.bins, otsu);
+  if (w.bytes() > workspace_bytes) return cudaErrorInvalidValue;
+  if (otsu) {
+    // The range kernel zeroes the histograms and all 2 N + 1 counters.
+    const ZeroFill zero{b.otsu.hist, samples * opt.bins, b.tickets, 2 * samples + 1};
+    SPOTLIGHT_CUDA_TRY(detail::launch_otsu<Policy, false>(target, g, opt.bins, b.otsu, zero, thresholds,
+                                                          static_cast<A*>(nullptr), stream));
+  } else {
+    SPOTLIGHT_CUDA_TRY(cudaMemsetAsync(b.sums.sample_tickets, 0, (samples + 1) * sizeof(unsigned int), stream));
+  }
+  const LossTermsSource<T> source{pred, target, otsu ? thresholds : given_thresholds, static_cast<A>(opt.k),
+                                  otsu ? nullptr : thresholds};
+  return detail::launch_sums<Policy>(source, g, b.sums, sums, loss_finalize_params(opt), loss, stream);
+}
+
+// The gradient coefficients of a pool, times the upstream gradient g
+// (gradient_coefficients of loss_terms.hpp for one pool).
+__device__ __forceinline__ GradCoefficients scaled_coefficients(const LossSums& pool, double pool_voxels,
+                                                                const FinalizeParams& p, double g) {
+  const PoolResult r = pool_result(pool, pool_voxels, p.lam, p.eps, p.mse_normalization);
+  return {g * r.c_mse, g * r.c_soft_fg, g * r.c_soft};
+}
+
+template <int kThreads, class G>
+__global__ void __launch_bounds__(kThreads)
+    batch_coefficients_kernel(const G* __restrict__ grad_out, const LossSums* __restrict__ sums, Grid grid,
+                              FinalizeParams params, GradCoefficients* __restrict__ out) {
+  const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
+  if (threadIdx.x == 0) {
+    const double voxels = static_cast<double>(grid.voxels) * static_cast<double>(grid.samples);
+    *out = scaled_coefficients(pooled, voxels, params, convert<double>(grad_out[0]));
+  }
+}
+
+// grad_pred (and grad_target when not null) of one (sample, chunk) per block.
+// batch_coefficients: null, or the output of batch_coefficients_kernel.
+template <class Policy, class T, class G>
+__global__ void __launch_bounds__(Policy::kBlockThreads)
+    loss_backward_kernel(const G* __restrict__ grad_out, index_t grad_stride, const T* __restrict__ pred,
+                         const T* __restrict__ target, Grid grid, const acc_t<T>* __restrict__ thresholds,
+                         const LossSums* __restrict__ sums, FinalizeParams params, acc_t<T> k,
+                         const GradCoefficients* __restrict__ batch_coefficients, T* __restrict__ grad_pred,
+                         T* __restrict__ grad_target) {
+  using A = acc_t<T>;
+  constexpr int kThreads = Policy::kBlockThreads;
+  const index_t task = blockIdx.x, s = grid.sample_of(task);
+
+  // Every thread derives the same coefficients (no shared memory, no sync).
+  GradCoefficients c;
+  if (params.reduction == Reduction::kBatch && batch_coefficients == nullptr) {
+    const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
+    const double voxels = static_cast<double>(grid.voxels) * static_cast<double>(grid.samples);
+    c = scaled_coefficients(pooled, voxels, params, convert<double>(grad_out[0]));
+  } else if (params.reduction == Reduction::kBatch) {
+    c = *batch_coefficients;
+  } else {
+    const double g = params.reduction == Reduction::kNone
+                         ? convert<double>(grad_out[s * grad_stride])
+                         : convert<double>(grad_out[0]) / static_cast<double>(grid.samples);
+    c = scaled_coefficients(sums[s], static_cast<double>(grid.voxels), params, g);
+  }
+  const A c_mse = static_cast<A>(c.c_mse), c_fg = static_cast<A>(c.c_soft_fg), c_all = static_cast<A>(c.c_soft);
+  const A t = thresholds[s];
+
+  struct Item {
+    A p, y;
+  };
+  block_stream<kThreads, Policy::kItemsPerThread>(
+      grid.begin(task), grid.end(task),
+      [&](index_t i) { return Item{convert<A>(pred[i]), convert<A>(target[i])}; },
+      [&](const Item& v, bool valid, index_t i) {
+        if (!valid) return;
+        const bool m = v.y > t;
+        const A mse = m ? c_mse * (v.p - v.y) : A(0);
+        grad_pred[i] = convert<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(v.p, t, k));
+        if (grad_target != nullptr) grad_target[i] = convert<T>(-mse);
+      },
+      NoOp{});
+}
+
+inline bool needs_batch_coefficients_kernel(index_t samples, Reduction reduction) {
+  return reduction == Reduction::kBatch && samples > kMaxInlinePoolSamples;
+}
+
+template <class T>
+size_t loss_backward_workspace_bytes(index_t samples, Reduction reduction) {
+  WorkspaceCarver w;
+  if (needs_batch_coefficients_kernel(samples, reduction)) w.take<GradCoefficients>(1);
+  return w.bytes();
+}
+
+// Backward of loss_forward. grad_out holds loss_output_size(opt.reduction,
+// samples) upstream gradients, value j at grad_out[j * grad_stride] (G: T or
+// double); thresholds and sums are loss_forward's. grad_target may be null.
+template <class T, class G>
+cudaError_t loss_backward(const G* grad_out, index_t grad_stride, const T* pred, const T* target, index_t samples,
+                          index_t voxels, const acc_t<T>* thresholds, const LossSums* sums, const LossOptions& opt,
+                          T* grad_pred, T* grad_target, void* workspace, size_t workspace_bytes,
+                          cudaStream_t stream) {
+  using Policy = StreamingPolicy<T>;
+  const Grid g = make_grid<Policy>(samples, voxels);
+  if (!g.launchable()) return cudaErrorInvalidValue;
+  WorkspaceCarver w(workspace);
+  GradCoefficients* batch_coefficients = nullptr;
+  const FinalizeParams params = loss_finalize_params(opt);
+  if (needs_batch_coefficients_kernel(samples, opt.reduction)) {
+    batch_coefficients = w.take<GradCoefficients>(1);
+    if (w.bytes() > workspace_bytes) return cudaErrorInvalidValue;
+    batch_coefficients_kernel<Policy::kBlockThreads>
+        <<<1, Policy::kBlockThreads, 0, stream>>>(grad_out, sums, g, params, batch_coefficients);
+    SPOTLIGHT_CUDA_TRY(launch_error());
+  }
+  loss_backward_kernel<Policy><<<static_cast<unsigned int>(g.tasks()), Policy::kBlockThreads, 0, stream>>>(
+      grad_out, grad_stride, pred, target, g, thresholds, sums, params, static_cast<acc_t<T>>(opt.k),
+      batch_coefficients, grad_pred, grad_target);
+  return launch_error();
+}
+
+}  // namespace spotlight::cuda
