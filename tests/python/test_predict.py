@@ -1,0 +1,136 @@
+"""Tiled whole-volume prediction: blending, equality with untiled prediction, files and metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import tifffile
+import torch
+
+from spotlight_ops.cli import main
+from spotlight_ops.data import PreprocessConfig, read_metadata, read_volume, write_volume
+from spotlight_ops.models import FNet
+from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts
+from spotlight_ops.training import save_atomic
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small convolutions run faster on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model() -> FNet:
+    """A depth-2 F-net with non-trivial BatchNorm statistics, in eval mode."""
+    torch.manual_seed(0)
+    net = FNet(depth=2, base_channels=4)
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(2, 1, 16, 32, 32))
+    return net.eval()
+
+
+def smooth_volume(shape, seed=0) -> np.ndarray:
+    x = ndi.gaussian_filter(np.random.default_rng(seed).standard_normal(shape), 2.0)
+    return ((x - x.mean()) / x.std()).astype(np.float32)
+
+
+def untiled(model: FNet, volume: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(volume)[None, None])[0, 0].numpy()
+
+
+def test_blend_window_and_tile_starts():
+    w = blend_window(32, 8)
+    assert np.all(w > 0) and np.allclose(w, w[::-1]) and np.all(w[8:24] == 1)
+    assert np.all(np.diff(w[:8]) > 0)
+    border = blend_window(32, 8, ramp_start=False)
+    assert np.all(border[:24] == 1) and np.array_equal(border[24:], w[24:])
+    assert tile_starts(64, 64, 16) == [0]
+    assert tile_starts(100, 32, 8) == [0, 24, 48, 68]
+    for size, tile, overlap in [(100, 32, 8), (33, 32, 0), (200, 48, 16)]:
+        starts = tile_starts(size, tile, overlap)
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s:s + tile] = True
+        assert covered.all() and starts[-1] + tile == size
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_one_tile_is_exactly_the_untiled_prediction(model):
+    volume = smooth_volume((16, 32, 48))
+    np.testing.assert_array_equal(predict_volume(model, volume, tile_size=(64, 64, 64)), untiled(model, volume))
+
+
+def test_tiled_prediction_matches_untiled_within_tolerance(model):
+    volume = smooth_volume((32, 64, 64))
+    reference = untiled(model, volume)
+    scale = reference.std()
+    blended = predict_volume(model, volume, tile_size=(32, 32, 32), overlap=(8, 16, 16))
+    seams = predict_volume(model, volume, tile_size=(32, 32, 32), overlap=(0, 0, 0))
+    blended_error = np.abs(blended - reference).mean()
+    assert blended_error < 0.1 * scale
+    assert np.abs(blended - reference).max() < 1.0 * scale
+    assert blended_error < 0.5 * np.abs(seams - reference).mean()  # blending beats hard seams
+
+
+def test_any_volume_size_fits(model):
+    volume = smooth_volume((13, 50, 37))  # no axis a multiple of 4, one smaller than a tile
+    out = predict_volume(model, volume, tile_size=(16, 32, 32), overlap=(4, 8, 8))
+    assert out.shape == volume.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="at least 4"):
+        predict_volume(model, volume, tile_size=(2, 32, 32))
+    with pytest.raises(ValueError, match="3D"):
+        predict_volume(model, volume[0])
+
+
+def save_model(path, model, preprocess=PreprocessConfig()):
+    import dataclasses
+    return save_atomic(path, {"model_config": model.config(), "model": model.state_dict(),
+                              "preprocess": dataclasses.asdict(preprocess)})
+
+
+def test_predict_file_keeps_shape_and_voxel_size(model, tmp_path):
+    signal = smooth_volume((20, 44, 40))
+    source = write_volume(tmp_path / "in.tif", signal, voxel_size=(0.9, 0.3, 0.3))
+    path = save_model(tmp_path / "model.pt", model)
+    loaded, preprocess = load_model(path)
+    out = predict_file(loaded, preprocess, source, tmp_path / "out.tif", tile_size=(16, 32, 32), overlap=(4, 8, 8))
+    prediction = read_volume(out)
+    assert prediction.shape == signal.shape
+    assert read_metadata(out).voxel_size == pytest.approx((0.9, 0.3, 0.3))
+    standardized = (signal - signal.mean()) / signal.std()
+    np.testing.assert_allclose(prediction, predict_volume(model, standardized, (16, 32, 32), (4, 8, 8)), atol=1e-5)
+
+
+def test_resampled_model_predicts_on_the_input_grid(model, tmp_path):
+    source = write_volume(tmp_path / "in.tif", smooth_volume((10, 32, 32)), voxel_size=(0.6, 0.3, 0.3))
+    path = save_model(tmp_path / "model.pt", model, PreprocessConfig(voxel_size=(0.6, 0.3, 0.3)))
+    loaded, preprocess = load_model(path)
+    out = predict_file(loaded, preprocess, source, tmp_path / "out.tif", tile_size=(32, 32, 32))
+    assert read_volume(out).shape == (10, 32, 32)
+
+
+def test_cli_predict(model, tmp_path, capsys):
+    save_model(tmp_path / "model.pt", model)
+    a = write_volume(tmp_path / "a.tif", smooth_volume((16, 32, 32)))
+    tifffile.imwrite(tmp_path / "b.ome.tif", smooth_volume((16, 32, 32), 1), ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 0.5})
+    code = main(["predict", "--model", str(tmp_path / "model.pt"), str(a), str(tmp_path / "b.ome.tif"),
+                 "--out", str(tmp_path / "pred"), "--tile", "16", "32", "32", "--device", "cpu", "--no-progress"])
+    assert code == 0
+    assert read_volume(tmp_path / "pred" / "a_prediction.tif").shape == (16, 32, 32)
+    assert read_metadata(tmp_path / "pred" / "b_prediction.tif").voxel_size == pytest.approx((0.5, 0.2, 0.2))
+    code = main(["predict", "--model", str(tmp_path / "missing"), str(a), "--out", str(tmp_path / "p2")])
+    assert code == 2 and "missing" in capsys.readouterr().err
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    code = main(["predict", "--model", str(tmp_path / "model.pt"), str(bad), "--out", str(tmp_path / "p3"),
+                 "--no-progress"])
+    assert code == 2 and "bad.tif" in capsys.readouterr().err
