@@ -46,7 +46,9 @@ def _check_inputs(predictions, targets, instance_masks) -> tuple[list, list]:
             raise ValueError(f"'{TARGET}' is reserved for the real target; rename that model")
         if not isinstance(volumes, (list, tuple)) or len(volumes) != len(targets):
             count = len(volumes) if isinstance(volumes, (list, tuple)) else type(volumes).__name__
-            raise ValueError(f"predictions[{name!r}] must be a list of {len(targets)} volumes (one per target), got {count}")
+            raise ValueError(
+                f"predictions[{name!r}] must be a list of {len(targets)} volumes (one per target), got {count}"
+            )
         for i, v in enumerate(volumes):
             shape = np.shape(v)
             if shape != targets[i].shape:
@@ -67,7 +69,9 @@ def _check_inputs(predictions, targets, instance_masks) -> tuple[list, list]:
     return targets, masks
 
 
-def _base(index: int, name: str, model: str, source: str, fraction: float = math.nan, intensity: float = math.nan) -> dict:
+def _base(
+    index: int, name: str, model: str, source: str, fraction: float = math.nan, intensity: float = math.nan
+) -> dict:
     return {
         "volume": index,
         "volume_name": name,
@@ -126,7 +130,8 @@ def evaluate_models(
             curves.setdefault(TARGET, {}).setdefault("watershed", []).append(ap_curve)
         rows.append(row)
         for model, volumes_of_model in predictions.items():
-            prediction = rescale_to_target(as_image(f"predictions[{model!r}][{i}]", volumes_of_model[i], ndim=(3,)), target, opts.rescale)
+            raw = as_image(f"predictions[{model!r}][{i}]", volumes_of_model[i], ndim=(3,))
+            prediction = rescale_to_target(raw, target, opts.rescale)
             histograms[model] += intensity_histogram([prediction], edges)
             row = _base(i, name, model, reference.source)
             values, ap_curves = prediction_row(reference, prediction, opts, with_frc=True, with_cellpose=with_cellpose)

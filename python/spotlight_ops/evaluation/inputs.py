@@ -143,7 +143,9 @@ def from_csv(csv_path: str | Path) -> EvaluationInputs:
         if absent:
             raise ValueError(f"--csv {csv_path}: model {model!r} has no prediction for target(s) {absent}")
     targets = [_one(t, "path_target") for t in order]
-    predictions = {model: [_one(paths[t], f"path_prediction ({model})") for t in order] for model, paths in table.items()}
+    predictions = {
+        model: [_one(paths[t], f"path_prediction ({model})") for t in order] for model, paths in table.items()
+    }
     have_masks = [mask_of[t] is not None for t in order]
     if any(have_masks) and not all(have_masks):
         raise ValueError(f"--csv {csv_path}: path_mask must be given for every target or for none")

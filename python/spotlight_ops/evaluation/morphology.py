@@ -88,7 +88,9 @@ def nucleus_features(labels: np.ndarray, intensity: np.ndarray | None = None, sp
         }
         for name, value in values.items():
             table[name].append(value)
-    return {name: np.asarray(values, dtype=np.int64 if name == "label" else np.float64) for name, values in table.items()}
+    return {
+        name: np.asarray(values, dtype=np.int64 if name == "label" else np.float64) for name, values in table.items()
+    }
 
 
 def _matrix(features: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:

@@ -60,7 +60,8 @@ class EvaluationOptions:
         if isinstance(self.segmentation, dict):
             object.__setattr__(self, "segmentation", WatershedParams(**self.segmentation))
         if not isinstance(self.segmentation, WatershedParams):
-            raise TypeError(f"segmentation must be a WatershedParams or a dict of its fields, got {type(self.segmentation).__name__}")
+            kind = type(self.segmentation).__name__
+            raise TypeError(f"segmentation must be a WatershedParams or a dict of its fields, got {kind}")
         object.__setattr__(self, "sweep_fractions", check_fractions(self.sweep_fractions))
         positive("psnr_tolerance_db", self.psnr_tolerance_db, allow_zero=True)
         if int(self.histogram_bins) < 2:

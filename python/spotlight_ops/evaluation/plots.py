@@ -38,6 +38,14 @@ def _figure(rows: int, cols: int, width: float = 3.2, height: float = 2.6) -> Fi
     return figure
 
 
+def _colour(model: str, models: list[str]) -> str:
+    """Black for the real target, then the default cycle over the models in a fixed order."""
+    if model == "target":
+        return "k"
+    others = [m for m in models if m != "target"]
+    return f"C{others.index(model) % 10}"
+
+
 def _values(rows: list[dict], model: str, key: str) -> np.ndarray:
     return np.array([r.get(key, math.nan) for r in rows if r["model"] == model], dtype=float)
 
@@ -46,19 +54,23 @@ def plot_metrics(rows: list[dict], path: Path) -> Path:
     """One panel per metric: the mean per model (bar) and each volume (dots)."""
     chosen = main_rows(rows) + [r for r in rows if r["model"] == "target"]
     models = list(dict.fromkeys(r["model"] for r in chosen))
-    metrics = [(k, label) for k, label in SUMMARY_METRICS if any(np.isfinite(_values(chosen, m, k)).any() for m in models)]
+    metrics = [
+        (key, label)
+        for key, label in SUMMARY_METRICS
+        if any(np.isfinite(_values(chosen, m, key)).any() for m in models)
+    ]
     cols = 4
     figure = _figure(max(1, math.ceil(len(metrics) / cols)), cols)
     for n, (key, label) in enumerate(metrics):
         axes = figure.add_subplot(math.ceil(len(metrics) / cols), cols, n + 1)
         shown = []
-        for colour, model in enumerate(models):
+        for model in models:
             values = _values(chosen, model, key)
             values = values[np.isfinite(values)]
             if values.size:
                 x = len(shown)
                 shown.append(model)
-                axes.bar(x, values.mean(), color=f"C{colour}", alpha=0.5)
+                axes.bar(x, values.mean(), color=_colour(model, models), alpha=0.5)
                 axes.plot(np.full(values.size, x), values, "k.", markersize=4)
         axes.set_xticks(range(len(shown)), shown, rotation=30, fontsize=7)
         axes.set_title(label, fontsize=9)
@@ -70,12 +82,13 @@ def plot_ap_curves(curves: dict[str, dict[str, list]], thresholds, path: Path) -
     """AP vs IoU threshold, mean over volumes, one line per model and segmentation method."""
     figure = _figure(1, 1, 5.0, 3.6)
     axes = figure.add_subplot()
-    for n, (model, methods) in enumerate(curves.items()):
+    models = list(curves)
+    for model, methods in curves.items():
         for method, per_volume in methods.items():
             mean = np.nanmean(np.array(per_volume, dtype=float), axis=0)
             style = "-" if method == "watershed" else "--"
             label = model if method == "watershed" else f"{model} ({method})"
-            axes.plot(thresholds, mean, style, marker="o", color=f"C{n}", label=label)
+            axes.plot(thresholds, mean, style, marker="o", color=_colour(model, models), label=label)
     axes.set_xlabel("IoU threshold")
     axes.set_ylabel("AP = TP / (TP + FP + FN)")
     axes.set_ylim(0, 1.02)
@@ -89,9 +102,9 @@ def plot_histograms(edges: np.ndarray, histograms: dict[str, np.ndarray], thresh
     figure = _figure(1, 1, 6.0, 3.6)
     axes = figure.add_subplot()
     centres = 0.5 * (edges[:-1] + edges[1:])
-    for n, (model, counts) in enumerate(histograms.items()):
-        color = "k" if model == "target" else f"C{n - 1}"
-        axes.step(centres, np.maximum(counts, 0.5), where="mid", color=color, label=model)
+    models = list(histograms)
+    for model, counts in histograms.items():
+        axes.step(centres, np.maximum(counts, 0.5), where="mid", color=_colour(model, models), label=model)
     for t in thresholds:
         axes.axvline(t, color="0.7", linewidth=0.8, linestyle=":")
     axes.set_yscale("log")
@@ -108,7 +121,7 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
     figure = _figure(1, len(SWEEP_METRICS))
     for n, (key, label) in enumerate(SWEEP_METRICS):
         axes = figure.add_subplot(1, len(SWEEP_METRICS), n + 1)
-        for m, model in enumerate(models):
+        for model in models:
             mine = [r for r in rows if r["model"] == model]
             fractions = sorted({0.0 if math.isnan(r["threshold_fraction"]) else r["threshold_fraction"] for r in mine})
             means = []
@@ -119,7 +132,7 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
                     if (math.isnan(r["threshold_fraction"]) and f == 0.0) or r["threshold_fraction"] == f
                 ]
                 means.append(np.nanmean(values) if np.isfinite(values).any() else math.nan)
-            axes.plot(fractions, means, marker="o", color=f"C{m}", label=model)
+            axes.plot(fractions, means, marker="o", color=_colour(model, models), label=model)
         axes.set_xlabel("threshold (fraction of target range)")
         axes.set_title(label, fontsize=9)
         if n == 0:

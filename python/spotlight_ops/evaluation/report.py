@@ -56,7 +56,9 @@ def _summary_table(rows: list[dict]) -> list[str]:
     lines = ["| model | " + " | ".join(label for _, label in TABLE_METRICS) + " |"]
     lines.append("|---" * (len(TABLE_METRICS) + 1) + "|")
     for model in models:
-        cells = [_fmt(model_mean(chosen, model, key), 2 if "psnr" in key or "frc" in key else 3) for key, _ in TABLE_METRICS]
+        cells = [
+            _fmt(model_mean(chosen, model, key), 2 if "psnr" in key or "frc" in key else 3) for key, _ in TABLE_METRICS
+        ]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return lines
 
@@ -65,11 +67,15 @@ def _sweep_table(rows: list[dict]) -> list[str]:
     sweep = [r for r in rows if not math.isnan(r["threshold_fraction"])]
     if not sweep:
         return ["No threshold sweep was run (sweep_fractions is empty)."]
-    lines = ["| model | fraction | intensity (mean) | PSNR dB | fg PSNR dB | SSIM | mean AP |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | fraction | intensity (mean) | PSNR dB | fg PSNR dB | SSIM | mean AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for model in dict.fromkeys(r["model"] for r in sweep):
         for fraction in sorted({r["threshold_fraction"] for r in sweep if r["model"] == model}):
             chosen = [r for r in sweep if r["model"] == model and r["threshold_fraction"] == fraction]
-            cells = [_fmt(model_mean(chosen, model, k), 2 if "psnr" in k else 3) for k in ("psnr", "psnr_fg", "ssim", "mean_ap")]
+            keys = ("psnr", "psnr_fg", "ssim", "mean_ap")
+            cells = [_fmt(model_mean(chosen, model, k), 2 if "psnr" in k else 3) for k in keys]
             intensity = _fmt(model_mean(chosen, model, "threshold_intensity"), 1)
             lines.append(f"| {model} | {fraction:g} | {intensity} | " + " | ".join(cells) + " |")
     return lines
@@ -88,25 +94,25 @@ def write_report(
     out_dir = Path(out_dir)
     figures = []
     if opts.plots:
-        figures.append(("Metrics per model (bars: mean over volumes, dots: volumes)", plot_metrics(rows, out_dir / "metrics.png")))
+        title = "Metrics per model (bars: mean over volumes, dots: volumes)"
+        figures.append((title, plot_metrics(rows, out_dir / "metrics.png")))
         if curves:
-            figures.append(("AP vs IoU threshold", plot_ap_curves(curves, opts.iou_thresholds, out_dir / "ap_vs_iou.png")))
+            path = plot_ap_curves(curves, opts.iou_thresholds, out_dir / "ap_vs_iou.png")
+            figures.append(("AP vs IoU threshold", path))
         edges, counts = histograms
-        targets = [r for r in rows if r["model"] == "target"]
-        first_thresholds = []
-        if targets and opts.sweep_fractions:
-            lo, hi = edges[0], edges[-1]
-            first_thresholds = [lo + f * (hi - lo) for f in opts.sweep_fractions]
-        figures.append(("Voxel-intensity histograms (targets' units, all volumes)", plot_histograms(edges, counts, first_thresholds, out_dir / "histograms.png")))
+        # sweep thresholds drawn at fractions of the pooled range (exact for a single volume)
+        first_thresholds = [edges[0] + f * (edges[-1] - edges[0]) for f in opts.sweep_fractions]
+        title = "Voxel-intensity histograms (targets' units, all volumes pooled; dotted: sweep thresholds)"
+        figures.append((title, plot_histograms(edges, counts, first_thresholds, out_dir / "histograms.png")))
         if opts.sweep_fractions:
             figures.append(("Threshold sweep (paper Figure 3)", plot_sweep(rows, out_dir / "sweep.png")))
 
     pattern = check_pattern(rows, opts.psnr_tolerance_db)
     volumes = sorted({r["volume_name"] for r in rows})
     models = list(dict.fromkeys(r["model"] for r in main_rows(rows)))
-    reference = (
-        "the given instance masks" if has_masks else "the Otsu + watershed segmentation of the real target (no masks given)"
-    )
+    reference = "the given instance masks"
+    if not has_masks:
+        reference = "the Otsu + watershed segmentation of the real target (no masks given)"
     no_cross = [r for r in rows if r.get("frc_crossed") is False]
     lines = [
         "# Virtual stain evaluation",

@@ -35,7 +35,9 @@ class Reference:
     features: dict | None  # morphology of the reference nuclei
 
 
-def build_reference(target: np.ndarray, masks: np.ndarray | None, opts: EvaluationOptions) -> tuple[Reference, np.ndarray]:
+def build_reference(
+    target: np.ndarray, masks: np.ndarray | None, opts: EvaluationOptions
+) -> tuple[Reference, np.ndarray]:
     """The reference of a volume and the Otsu + watershed segmentation of its target."""
     foreground, otsu = otsu_foreground(target, opts.otsu_bins)
     data_range = target_data_range(target)
