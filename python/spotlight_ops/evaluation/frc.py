@@ -76,6 +76,11 @@ def _ring_index(shape: tuple[int, int], bin_delta: int) -> tuple[np.ndarray, int
     return index, rings, n
 
 
+def ring_count(plane_shape: tuple[int, ...], bin_delta: int) -> int:
+    """How many FRC rings of ``bin_delta`` fit the half images of a ``(..., Y, X)`` plane."""
+    return int((min(plane_shape[-2] // 2, plane_shape[-1] // 2) / 2) // int(bin_delta))
+
+
 def half_bit_threshold(pixels_per_ring: np.ndarray) -> np.ndarray:
     """Van Heel & Schatz's half-bit curve for rings of ``pixels_per_ring`` Fourier pixels."""
     root = np.sqrt(np.maximum(np.asarray(pixels_per_ring, dtype=np.float64), 1.0))

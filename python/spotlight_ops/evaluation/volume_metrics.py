@@ -12,7 +12,7 @@ import numpy as np
 
 from .cellpose_backend import segment_cellpose
 from .foreground import otsu_foreground
-from .frc import frc_resolution
+from .frc import frc_resolution, ring_count
 from .matching import average_precision
 from .microssim import micro_ssim
 from .morphology import matched_cosine_distances, nucleus_features
@@ -66,6 +66,9 @@ def pixel_row(reference: Reference, prediction: np.ndarray, opts: EvaluationOpti
 
 def frc_row(image: np.ndarray, opts: EvaluationOptions) -> dict:
     """FRC resolution (NaN plus ``frc_crossed`` False and a message when not crossed)."""
+    if ring_count(image.shape, opts.frc_bin_delta) < 2:  # too small to measure: say so, keep going
+        message = f"XY planes of {image.shape[1:]} are too small for FRC rings of {opts.frc_bin_delta} px"
+        return {"frc_resolution": float("nan"), "frc_crossed": False, "frc_message": message}
     result = frc_resolution(image, opts.frc_bin_delta, opts.frc_threshold, opts.pixel_size)
     return {"frc_resolution": result.resolution, "frc_crossed": result.crossed, "frc_message": result.message}
 

@@ -97,3 +97,11 @@ def test_agrees_roughly_with_cubic():
     mine = frc_resolution(image, bin_delta=1).resolution
     theirs = cubic_metrics.frc_resolution(image, bin_delta=1)
     assert mine == pytest.approx(theirs, rel=0.25)
+
+
+def test_ring_count_matches_the_curve():
+    from spotlight_ops.evaluation.frc import ring_count
+
+    image = np.random.default_rng(7).normal(size=(3, 50, 64))
+    assert ring_count(image.shape, 5) == len(frc_resolution(image, bin_delta=5).frequencies) == 2
+    assert ring_count((16, 16), 5) == 0

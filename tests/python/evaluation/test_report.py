@@ -124,3 +124,11 @@ def test_bad_inputs_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="clear_border"):
         evaluate_models(predictions, targets, masks, tmp_path, segmentation={"clear_border": "z"})
     assert not any(tmp_path.iterdir())
+
+
+def test_planes_too_small_for_frc_are_reported_not_fatal(tmp_path):
+    labels, target = nuclei_scene(shape=(12, 24, 24), seed=4)
+    rows = evaluate_models({"mse": [ndimage.gaussian_filter(target, 1.0)]}, [target], [labels], tmp_path,
+                           sweep_fractions=(), progress=False, plots=False, morphology=False)
+    assert all(np.isnan(r["frc_resolution"]) and "too small" in r["frc_message"] for r in rows)
+    assert "too small for FRC" in (tmp_path / "report.md").read_text()
