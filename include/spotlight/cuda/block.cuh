@@ -56,7 +56,7 @@ __device__ __forceinline__ void block_stream(index_t begin, index_t end, Load&& 
                                              EndTile&& end_tile) {
   using Value = decltype(load(index_t{}));
   for (index_t base = begin; base < end; base += index_t{kThreads} * kItems) {
-    Value values[kItems];
+    Value values[kItems]{};
 #pragma unroll
     for (int j = 0; j < kItems; ++j) {
       const index_t i = base + index_t{j} * kThreads + threadIdx.x;
