@@ -1,5 +1,6 @@
 """Small synthetic nuclei volumes and the QCANet loader shared by the evaluation tests
-(imported by name: pytest puts this folder on sys.path)."""
+(imported by name: pytest puts this folder on sys.path). Not a conftest.py: the
+parent suite imports ``conftest`` by name, and a second one would shadow it."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ def nuclei_scene(shape=(20, 56, 56), seed=0):
     image = ndimage.gaussian_filter(brightness[labels], 1.0) * 1000 + 100
     image = image + rng.normal(0, 10, shape)
     return labels, image
+
+
+@pytest.fixture(scope="session")
+def scene():
+    """(labels, fluorescence) of five separate synthetic nuclei (import it into a test module)."""
+    return nuclei_scene()
 
 
 def load_qcanet(shared_data: Path, stage: str):

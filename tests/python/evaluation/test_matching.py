@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from evaluation_scenes import scene  # noqa: F401 (a fixture)
 
 from spotlight_ops.evaluation import IOU_THRESHOLDS, average_precision, iou_matrix
 from spotlight_ops.evaluation.matching import match_at

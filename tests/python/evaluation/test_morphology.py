@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evaluation_scenes import ball_labels
+from evaluation_scenes import ball_labels, scene  # noqa: F401 (scene is a fixture)
 from skimage.measure import regionprops
 
 from spotlight_ops.evaluation import FEATURES, matched_cosine_distances, nucleus_features

@@ -9,6 +9,8 @@ from scipy.stats import pearsonr
 from skimage.filters import threshold_otsu
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from evaluation_scenes import scene  # noqa: F401 (a fixture)
+
 from spotlight_ops.evaluation import (
     micro_ssim,
     otsu_foreground,

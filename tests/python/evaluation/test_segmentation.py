@@ -16,7 +16,7 @@ from spotlight_ops.evaluation import WatershedParams, average_precision, segment
 from spotlight_ops.evaluation.cellpose_backend import cellpose_status, segment_cellpose
 from spotlight_ops.evaluation.segmentation import clear_border_labels, filter_sizes
 
-from evaluation_scenes import QCANET_STAGES, ball_labels, load_qcanet
+from evaluation_scenes import QCANET_STAGES, ball_labels, load_qcanet, scene  # noqa: F401 (scene is a fixture)
 
 # stage: (AP@0.5 floor, mean AP floor), measured 0.778/0.283 and 1.000/0.680
 QCANET_FLOORS = {"8_cell_stage": (0.7, 0.25), "16_cell_stage": (0.9, 0.6)}
