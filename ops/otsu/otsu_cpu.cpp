@@ -3,8 +3,6 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
-#include <vector>
-
 #include "ops/common.h"
 #include "ops/otsu/otsu_checks.h"
 #include "spotlight/cpu/otsu.hpp"
@@ -16,13 +14,12 @@ namespace {
 Tensor otsu_threshold_cpu(const Tensor& x, int64_t bins) {
   const auto [samples, voxels] = check_otsu_call(x, bins);
   const Tensor xc = x.contiguous();
-  Tensor out = at::empty({samples}, x.options());
+  // In the accumulation dtype: the exact threshold the fused loss uses, so
+  // loss(p, y) == loss(p, y, otsu_threshold(y)) for half inputs too.
+  Tensor out = at::empty({samples}, x.options().dtype(acc_dtype(x.scalar_type())));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::otsu_threshold", [&] {
-    std::vector<spotlight::acc_t<scalar_t>> thr(static_cast<size_t>(samples));
     spotlight::cpu::otsu_thresholds(xc.const_data_ptr<scalar_t>(), samples, voxels, static_cast<int>(bins),
-                                    thr.data(), AtenExecutor{});
-    scalar_t* o = out.data_ptr<scalar_t>();
-    for (int64_t s = 0; s < samples; ++s) o[s] = static_cast<scalar_t>(thr[static_cast<size_t>(s)]);
+                                    out.data_ptr<spotlight::acc_t<scalar_t>>(), AtenExecutor{});
   });
   return out;
 }

@@ -28,7 +28,7 @@ def _reduced(x: Tensor, reduction: str) -> Tensor:
 
 @torch.library.register_fake("spotlight::otsu_threshold")
 def _(x, bins=256):
-    return x.new_empty((x.shape[0],))
+    return x.new_empty((x.shape[0],), dtype=_acc(x.dtype))
 
 
 @torch.library.register_fake("spotlight::otsu_standardize")

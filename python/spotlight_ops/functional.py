@@ -35,7 +35,11 @@ def _dense(*named: tuple[str, object]) -> None:
 
 
 def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
-    """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor of ``x.dtype``.
+    """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor.
+
+    The dtype is the accumulation dtype (float64 for float64, else float32): the exact
+    threshold ``loss`` uses, so ``loss(p, y) == loss(p, y, otsu_threshold(y))`` for
+    every input dtype.
 
     Treated as a constant (it is a bin centre, moving only with the sample's min and
     max between jumps): the result never requires grad.

@@ -31,17 +31,21 @@ def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
         if lo == hi:
             out.append(lo)
             continue
-        idx = ((v - lo) * (bins / (hi - lo))).floor().long().clamp(0, bins - 1)
+        idx = ((v - lo) / (hi - lo) * bins).floor().long().clamp(0, bins - 1)
         counts = torch.bincount(idx, minlength=bins).double()
         centres = lo + (torch.arange(bins, dtype=torch.float64) + 0.5) * ((hi - lo) / bins)
+        # Class means on the unit interval: Otsu's criterion is invariant to an
+        # affine map of the values up to a common factor, and this one cannot
+        # underflow on tiny ranges.
+        unit = (torch.arange(bins, dtype=torch.float64) + 0.5) / bins
         w1 = counts.cumsum(0)
         w2 = counts.flip(0).cumsum(0).flip(0)
-        m1 = (counts * centres).cumsum(0) / w1
-        m2 = (counts * centres).flip(0).cumsum(0).flip(0) / w2
+        m1 = (counts * unit).cumsum(0) / w1
+        m2 = (counts * unit).flip(0).cumsum(0).flip(0) / w2
         crit = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
         crit = torch.nan_to_num(crit, nan=-1.0)  # empty classes never win
         out.append(centres[int(torch.argmax(crit))])  # first maximum
-    return torch.stack(out).to(x.dtype)
+    return torch.stack(out).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
 
 
 def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:

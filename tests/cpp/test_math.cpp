@@ -46,13 +46,31 @@ TEST(Clamp, PropagatesNaN) {
 }
 
 TEST(HistogramBin, EdgesAndMaximum) {
-  const float lo = 0.0f, hi = 1.0f;
-  const float scale = sm::histogram_scale(lo, hi, 4);
-  EXPECT_EQ(sm::histogram_bin(0.0f, lo, scale, 4), 0);
-  EXPECT_EQ(sm::histogram_bin(0.25f, lo, scale, 4), 1);
-  EXPECT_EQ(sm::histogram_bin(0.99f, lo, scale, 4), 3);
-  EXPECT_EQ(sm::histogram_bin(1.0f, lo, scale, 4), 3);
-  EXPECT_EQ(sm::histogram_scale(2.0f, 2.0f, 4), 0.0f);
+  const double lo = 0.0, hi = 1.0;
+  const double scale = sm::histogram_scale(lo, hi, 4);
+  EXPECT_EQ(sm::histogram_bin(0.0, lo, hi, scale, 4), 0);
+  EXPECT_EQ(sm::histogram_bin(0.25, lo, hi, scale, 4), 1);
+  EXPECT_EQ(sm::histogram_bin(0.99, lo, hi, scale, 4), 3);
+  EXPECT_EQ(sm::histogram_bin(1.0, lo, hi, scale, 4), 3);
+  EXPECT_EQ(sm::histogram_scale(2.0, 2.0, 4), 0.0);
+}
+
+TEST(HistogramBin, TinyHugeAndNonFinite) {
+  const double inf = std::numeric_limits<double>::infinity();
+  // A range of double denormals: the scale overflows, the bin divides instead.
+  const double lo = 0.0, hi = 4e-310, scale = sm::histogram_scale(lo, hi, 4);
+  EXPECT_EQ(scale, inf);
+  EXPECT_EQ(sm::histogram_bin(1.5e-310, lo, hi, scale, 4), 1);
+  EXPECT_EQ(sm::histogram_bin(4e-310, lo, hi, scale, 4), 3);
+  // Float denormals are exact in double and their scale is finite there.
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  const double flo = 0.0, fhi = 8.0 * tiny, fs = sm::histogram_scale(flo, fhi, 4);
+  EXPECT_EQ(sm::histogram_bin(static_cast<double>(3.0f * tiny), flo, fhi, fs, 4), 1);
+  // Out-of-range and non-finite values stay inside the histogram.
+  EXPECT_EQ(sm::histogram_bin(inf, 0.0, 1.0, 4.0, 4), 3);
+  EXPECT_EQ(sm::histogram_bin(-inf, 0.0, 1.0, 4.0, 4), 0);
+  EXPECT_EQ(sm::histogram_bin(std::numeric_limits<double>::quiet_NaN(), 0.0, 1.0, 4.0, 4), 0);
+  EXPECT_EQ(sm::histogram_bin(1e300, 0.0, 1.0, 4.0, 4), 3);
 }
 
 TEST(OtsuBin, TwoClusters) {

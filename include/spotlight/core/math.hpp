@@ -62,20 +62,21 @@ SPOTLIGHT_HD A poison(A x) {
   return x - x;
 }
 
-// Otsu histogram bin of v for the range [lo, lo + bins / scale]:
-// floor((v - lo) * scale), with the maximum landing in the last bin.
-// `scale` is bins / (hi - lo), computed once per sample.
-template <class A>
-SPOTLIGHT_HD int histogram_bin(A v, A lo, A scale, int bins) {
-  const A f = (v - lo) * scale;
-  int b = f > A(0) ? static_cast<int>(f) : 0;  // NaN and negatives go to bin 0
-  return b < bins ? b : bins - 1;
+// Histogram scale bins / (hi - lo), in double; 0 for a constant sample (every
+// value in bin 0). Infinite when the range is below bins / DBL_MAX (double
+// denormals): histogram_bin then divides instead.
+SPOTLIGHT_HD double histogram_scale(double lo, double hi, int bins) {
+  return hi > lo ? bins / (hi - lo) : 0.0;
 }
 
-// Scale of histogram_bin; 0 for a constant sample (every value in bin 0).
-template <class A>
-SPOTLIGHT_HD A histogram_scale(A lo, A hi, int bins) {
-  return hi > lo ? A(bins) / (hi - lo) : A(0);
+// Otsu histogram bin of v for the range [lo, hi]: floor((v - lo) * bins /
+// (hi - lo)), with the maximum in the last bin. In double whatever the input
+// type: exact for float inputs, and no float overflow of the scale on tiny
+// ranges. NaN goes to bin 0 (its sample's threshold is NaN anyway).
+SPOTLIGHT_HD int histogram_bin(double v, double lo, double hi, double scale, int bins) {
+  const double f = scale <= 1.7976931348623157e308 ? (v - lo) * scale : (v - lo) / (hi - lo) * bins;
+  if (f >= bins) return bins - 1;
+  return f > 0 ? static_cast<int>(f) : 0;
 }
 
 // The centre of bin i of [lo, hi] with `bins` bins.

@@ -1,6 +1,11 @@
 // Per-sample histogram Otsu threshold on the CPU (SPEC section 1):
 // pass 1 finds each sample's range, pass 2 builds its histogram, then one
 // serial scan of `bins` counts per sample picks the threshold.
+//
+// Small samples (see whole_samples) are given whole to one task, which makes
+// both passes, the second from its cache; large ones are cut into chunks and
+// each pass runs over all chunks of all samples. Both give the same bits:
+// ranges and histogram counts do not depend on the order they are gathered in.
 #pragma once
 
 #include <algorithm>
@@ -21,52 +26,138 @@ struct SampleRange {
   A lo = std::numeric_limits<A>::infinity();
   A hi = -std::numeric_limits<A>::infinity();
   A poison = 0;
+
+  void add(const SampleRange& o) {
+    lo = std::min(lo, o.lo);
+    hi = std::max(hi, o.hi);
+    poison += o.poison;
+  }
 };
+
+// Folds the range of x[begin, end) into r, in kLanes lanes. With a non-null
+// `sum`, also adds the sum of the values to *sum, in exactly the scheme of
+// lane_sums (so that one pass gives the range and the mean).
+template <bool kSum, class T>
+inline void range_lanes(const T* x, index_t begin, index_t end, SampleRange<acc_t<T>>& r, double* sum) {
+  using A = acc_t<T>;
+  A lo[kLanes], hi[kLanes], bad[kLanes], buf[kStrip];
+  std::fill_n(lo, kLanes, r.lo);
+  std::fill_n(hi, kLanes, r.hi);
+  std::fill_n(bad, kLanes, A(0));
+  for (index_t block = begin; block < end; block += kBlock) {
+    const index_t stop = std::min(end, block + kBlock);
+    A acc[kLanes] = {};
+    for (index_t i = block; i < stop; i += kStrip) {
+      const int n = static_cast<int>(std::min<index_t>(kStrip, stop - i));
+      const A* v = strip_values<A>(x + i, n, buf);
+      const int full = n / kLanes * kLanes;
+      for (int j = 0; j < full; j += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          const A e = v[j + l];
+          lo[l] = e < lo[l] ? e : lo[l];
+          hi[l] = e > hi[l] ? e : hi[l];
+          bad[l] += math::poison(e);
+          if constexpr (kSum) acc[l] += e;
+        }
+      }
+      for (int j = full; j < n; ++j) {
+        const A e = v[j];
+        lo[0] = e < lo[0] ? e : lo[0];
+        hi[0] = e > hi[0] ? e : hi[0];
+        bad[0] += math::poison(e);
+        if constexpr (kSum) acc[0] += e;
+      }
+    }
+    if constexpr (kSum) {
+      double s = 0;
+      for (int l = 0; l < kLanes; ++l) s += static_cast<double>(acc[l]);
+      *sum += s;
+    }
+  }
+  for (int l = 0; l < kLanes; ++l) r.add(SampleRange<A>{lo[l], hi[l], bad[l]});
+}
+
+template <class T>
+inline void range_of(const T* x, index_t begin, index_t end, SampleRange<acc_t<T>>& r, double* sum = nullptr) {
+  if (sum)
+    range_lanes<true>(x, begin, end, r, sum);
+  else
+    range_lanes<false>(x, begin, end, r, nullptr);
+}
+
+// The histogram of a sample over its range [lo, hi], kept as kSub interleaved
+// sub-histograms of 32-bit counts (element j of a strip counts in sub-histogram
+// j % kSub), so that runs of values in one bin, common in a microscopy
+// background, do not wait on the previous increment of the same counter.
+class Histogram {
+ public:
+  static constexpr int kSub = 8;
+
+  template <class A>
+  Histogram(const SampleRange<A>& r, int bins)
+      : lo_(r.lo), hi_(r.hi), scale_(math::histogram_scale(lo_, hi_, bins)), bins_(bins),
+        sub_(static_cast<size_t>(kSub) * static_cast<size_t>(bins), 0u) {}
+
+  // Counts the n <= kStrip values v[0 .. n).
+  template <class A>
+  void add(const A* v, int n) {
+    int idx[kStrip];
+    if (scale_ <= std::numeric_limits<double>::max()) {
+      // math::histogram_bin for a finite scale, with its two clamps done in
+      // double before the conversion: the same bins, in a loop that vectorises.
+      const double lo = lo_, scale = scale_, top = bins_ - 1, bins = bins_;
+      for (int j = 0; j < n; ++j) {
+        const double f = (static_cast<double>(v[j]) - lo) * scale;
+        const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
+        idx[j] = static_cast<int>(f >= bins ? top : c);
+      }
+    } else {  // a range of double denormals
+      for (int j = 0; j < n; ++j) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
+    }
+    std::uint32_t* sub = sub_.data();
+    const size_t stride = static_cast<size_t>(bins_);
+    int j = 0;
+    for (; j + kSub <= n; j += kSub)
+      for (int u = 0; u < kSub; ++u) ++sub[u * stride + static_cast<size_t>(idx[j + u])];
+    for (; j < n; ++j) ++sub[idx[j]];
+  }
+
+  // Adds the counts to hist[0 .. bins).
+  template <class C>
+  void add_to(C* hist) const {
+    for (int b = 0; b < bins_; ++b) {
+      std::uint32_t c = 0;
+      for (int u = 0; u < kSub; ++u) c += sub_[static_cast<size_t>(u) * static_cast<size_t>(bins_) + b];
+      hist[b] += static_cast<C>(c);
+    }
+  }
+
+ private:
+  double lo_, hi_, scale_;
+  int bins_;
+  std::vector<std::uint32_t> sub_;
+};
+
+// Counts x[begin, end) into h.
+template <class T>
+inline void histogram_of(const T* x, index_t begin, index_t end, Histogram& h) {
+  acc_t<T> buf[kStrip];
+  for (index_t i = begin; i < end; i += kStrip) {
+    const int n = static_cast<int>(std::min<index_t>(kStrip, end - i));
+    h.add(strip_values<acc_t<T>>(x + i, n, buf), n);
+  }
+}
 
 template <class T, class Exec = ThreadExecutor>
 void sample_ranges(const T* x, index_t samples, index_t voxels, SampleRange<acc_t<T>>* out,
                    const Exec& exec = Exec{}) {
   using A = acc_t<T>;
-  constexpr int kLanes = 16;
   const Partition part(samples, voxels);
   std::vector<SampleRange<A>> partial(static_cast<size_t>(part.tasks()));
-  exec(part.tasks(), [&](index_t t) {
-    A lo[kLanes], hi[kLanes], bad[kLanes];
-    std::fill_n(lo, kLanes, std::numeric_limits<A>::infinity());
-    std::fill_n(hi, kLanes, -std::numeric_limits<A>::infinity());
-    std::fill_n(bad, kLanes, A(0));
-    index_t i = part.begin(t);
-    const index_t end = part.end(t);
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        const A v = static_cast<A>(x[i + j]);
-        lo[j] = v < lo[j] ? v : lo[j];
-        hi[j] = v > hi[j] ? v : hi[j];
-        bad[j] += math::poison(v);
-      }
-    }
-    for (; i < end; ++i) {
-      const A v = static_cast<A>(x[i]);
-      lo[0] = v < lo[0] ? v : lo[0];
-      hi[0] = v > hi[0] ? v : hi[0];
-      bad[0] += math::poison(v);
-    }
-    SampleRange<A> r;
-    for (int j = 0; j < kLanes; ++j) {
-      r.lo = std::min(r.lo, lo[j]);
-      r.hi = std::max(r.hi, hi[j]);
-      r.poison += bad[j];
-    }
-    partial[static_cast<size_t>(t)] = r;
-  });
+  exec(part.tasks(), [&](index_t t) { range_of(x, part.begin(t), part.end(t), partial[static_cast<size_t>(t)]); });
   for (index_t s = 0; s < samples; ++s) {
     SampleRange<A> r;
-    for (index_t c = 0; c < part.chunks; ++c) {
-      const auto& p = partial[static_cast<size_t>(s * part.chunks + c)];
-      r.lo = std::min(r.lo, p.lo);
-      r.hi = std::max(r.hi, p.hi);
-      r.poison += p.poison;
-    }
+    for (index_t c = 0; c < part.chunks; ++c) r.add(partial[static_cast<size_t>(s * part.chunks + c)]);
     out[s] = r;
   }
 }
@@ -76,36 +167,18 @@ void sample_ranges(const T* x, index_t samples, index_t voxels, SampleRange<acc_
 template <class T, class Exec = ThreadExecutor>
 void sample_histograms(const T* x, index_t samples, index_t voxels, int bins,
                        const SampleRange<acc_t<T>>* ranges, std::int64_t* hist, const Exec& exec = Exec{}) {
-  using A = acc_t<T>;
   // Scratch of tasks x bins counts stays below 2^26 entries.
   const Partition part(samples, voxels, (index_t{1} << 26) / (samples * bins));
-  constexpr int kSub = 4;  // interleaved sub-histograms: no store-to-load stall on runs of one bin
-  constexpr int kStrip = 64;
-  std::vector<std::uint32_t> partial(static_cast<size_t>(part.tasks()) * static_cast<size_t>(bins));
+  std::vector<std::int64_t> partial(static_cast<size_t>(part.tasks()) * static_cast<size_t>(bins), 0);
   exec(part.tasks(), [&](index_t t) {
-    const auto& r = ranges[part.sample_of(t)];
-    const A lo = r.lo, scale = math::histogram_scale(r.lo, r.hi, bins);
-    std::vector<std::uint32_t> sub(static_cast<size_t>(kSub) * static_cast<size_t>(bins), 0u);
-    int idx[kStrip];
-    for (index_t i = part.begin(t), end = part.end(t); i < end; i += kStrip) {
-      const int len = static_cast<int>(std::min<index_t>(kStrip, end - i));
-      for (int j = 0; j < len; ++j) idx[j] = math::histogram_bin(static_cast<A>(x[i + j]), lo, scale, bins);
-      int j = 0;
-      for (; j + kSub <= len; j += kSub)
-        for (int u = 0; u < kSub; ++u) ++sub[static_cast<size_t>(u) * bins + idx[j + u]];
-      for (; j < len; ++j) ++sub[idx[j]];
-    }
-    std::uint32_t* out = partial.data() + static_cast<size_t>(t) * bins;
-    for (int b = 0; b < bins; ++b) {
-      std::uint32_t c = 0;
-      for (int u = 0; u < kSub; ++u) c += sub[static_cast<size_t>(u) * bins + b];
-      out[b] = c;
-    }
+    Histogram h(ranges[part.sample_of(t)], bins);
+    histogram_of(x, part.begin(t), part.end(t), h);
+    h.add_to(partial.data() + static_cast<size_t>(t) * static_cast<size_t>(bins));
   });
   std::fill_n(hist, samples * bins, std::int64_t{0});
   for (index_t t = 0; t < part.tasks(); ++t) {
     std::int64_t* h = hist + part.sample_of(t) * bins;
-    const std::uint32_t* p = partial.data() + static_cast<size_t>(t) * bins;
+    const std::int64_t* p = partial.data() + static_cast<size_t>(t) * static_cast<size_t>(bins);
     for (int b = 0; b < bins; ++b) h[b] += p[b];
   }
 }
@@ -118,18 +191,34 @@ A threshold_from_histogram(const SampleRange<A>& r, const std::int64_t* hist, in
   return math::bin_centre(r.lo, r.hi, bins, b);
 }
 
+// The Otsu threshold of one sample x[0, voxels), both passes in the calling
+// thread (the second reads x from cache when the sample fits there).
+template <class T>
+acc_t<T> sample_threshold(const T* x, index_t voxels, int bins) {
+  SampleRange<acc_t<T>> r;
+  range_of(x, 0, voxels, r);
+  Histogram h(r, bins);
+  histogram_of(x, 0, voxels, h);
+  std::vector<std::int64_t> hist(static_cast<size_t>(bins), 0);
+  h.add_to(hist.data());
+  return threshold_from_histogram(r, hist.data(), bins);
+}
+
 // thresholds[s] = Otsu threshold of sample s (SPEC section 1).
 template <class T, class Exec = ThreadExecutor>
 void otsu_thresholds(const T* x, index_t samples, index_t voxels, int bins, acc_t<T>* thresholds,
                      const Exec& exec = Exec{}) {
   using A = acc_t<T>;
+  if (whole_samples<T>(samples, voxels)) {
+    exec(samples, [&](index_t s) { thresholds[s] = sample_threshold(x + s * voxels, voxels, bins); });
+    return;
+  }
   std::vector<SampleRange<A>> ranges(static_cast<size_t>(samples));
   sample_ranges(x, samples, voxels, ranges.data(), exec);
   std::vector<std::int64_t> hist(static_cast<size_t>(samples) * static_cast<size_t>(bins));
   sample_histograms(x, samples, voxels, bins, ranges.data(), hist.data(), exec);
-  exec(samples, [&](index_t s) {
+  for (index_t s = 0; s < samples; ++s)
     thresholds[s] = threshold_from_histogram(ranges[static_cast<size_t>(s)], hist.data() + s * bins, bins);
-  });
 }
 
 }  // namespace spotlight::cpu
