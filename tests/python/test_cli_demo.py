@@ -1,0 +1,82 @@
+"""The ``spotlight`` command line and the end-to-end ``spotlight demo --quick``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spotlight_ops.cli import build_parser, main
+from spotlight_ops.data import read_volume
+from spotlight_ops.demo import QUICK, _evaluation_summary, psnr, run_demo, summarize
+
+from _training_helpers import CLI, subprocess_env
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("train", "predict", "demo"):
+        assert command in text
+    try:
+        from spotlight_ops.evaluation import cli  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert "evaluate" in text
+    assert main([]) == 2  # no command: help and a usage error
+
+
+def test_psnr_and_summary():
+    target = np.linspace(0, 1, 1000).reshape(10, 10, 10)
+    assert psnr(target, target) == float("inf")
+    assert psnr(target + 0.1, target) == pytest.approx(20.0)
+    mask = np.zeros(target.shape, np.uint16)
+    mask[5:] = 1
+    row = summarize("m", [np.where(mask > 0, target, -1.0)], [target], [mask])
+    assert row["background_mean"] == -1.0 and row["background_std"] == 0.0
+    assert row["psnr_foreground"] == float("inf") and row["background_above_threshold"] == 0.0
+    rows = [{"model": "a", "threshold_fraction": float("nan"), "psnr": 10.0},
+            {"model": "a", "threshold_fraction": 0.1, "psnr": 99.0},
+            {"model": "a", "threshold_fraction": float("nan"), "psnr": 20.0}]
+    assert "| a | 15.000 |" in _evaluation_summary(rows)
+
+
+def test_demo_without_the_evaluation_package(tmp_path, monkeypatch):
+    """The demo computes its own PSNR when spotlight_ops.evaluation cannot be imported."""
+    monkeypatch.setitem(sys.modules, "spotlight_ops.evaluation", None)  # import raises ImportError
+    settings = dict(QUICK, iterations=2, n_train=2)
+    result = run_demo(tmp_path, settings, progress=False, num_threads=1)
+    assert [r["model"] for r in result["rows"]] == ["target (ground truth)", "mse", "spotlight"]
+    assert result["evaluation"] is None
+    report = (tmp_path / "report.md").read_text()
+    assert "not available" in report and "| mse |" in report
+    assert not (tmp_path / "evaluation").exists()
+
+
+def test_demo_quick_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run([*CLI, "demo", "--quick", "--out", str(out), "--no-progress", "--num-threads", "1"],
+                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    assert "| model | PSNR whole (dB) | PSNR foreground (dB) |" in report
+    assert "| mse |" in report and "| spotlight |" in report
+    for picture in ("slices_00.png", "background_histogram.png"):
+        assert (out / picture).stat().st_size > 1000 and f"]({picture})" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {r["model"] for r in metrics["rows"]} == {"target (ground truth)", "mse", "spotlight"}
+    assert all(np.isfinite(r["psnr_foreground"]) for r in metrics["rows"][1:])
+    for loss in ("mse", "spotlight"):
+        assert (out / "runs" / loss / "model.pt").is_file()
+        prediction = read_volume(out / "predictions" / loss / "scene_003_prediction.tif")
+        assert prediction.shape == tuple(QUICK["shape"])
+    # a second run continues (here: skips) the finished trainings instead of starting over
+    again = subprocess.run([*CLI, "demo", "--quick", "--out", str(out), "--no-progress", "--num-threads", "1"],
+                           env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
