@@ -66,6 +66,10 @@ def test_resume_of_a_finished_run_says_so(dataset, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *flags, "--iterations", "2", "--resume"]) == 0
     assert "already finished (iteration 2 of 2)" in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume"]) == 0  # the run's config.yaml suffices
+    assert "already finished" in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--iterations", "3"]) == 0
+    assert [r["iteration"] for r in read_log(tmp_path / "run" / "log.csv")] == [1, 2, 3]
 
 
 def test_resume_can_extend_but_not_change_the_run(dataset, tmp_path):

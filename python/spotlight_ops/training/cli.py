@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .config import TrainConfig, build_config
@@ -31,7 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file whose keys are the long flag names with underscores")
     p.add_argument("--train-csv", dest="train_csv", help="manifest path_signal,path_target[,path_mask]")
     p.add_argument("--out", dest="out_dir", help="run folder (config.yaml, log.csv, checkpoints/, model.pt)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest intact checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest intact checkpoint (its config.yaml is the base "
+                        "config unless --config is given)")
     p.add_argument("--loss", choices=["mse", "spotlight"], help=f"training loss (default {d.loss})")
     p.add_argument("--lam", type=float, help=f"Spotlight MMSE weight (default {d.lam})")
     p.add_argument("--k", type=float, help=f"tunable-sigmoid steepness (default {d.k})")
@@ -72,8 +75,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults < YAML < flags; ``--resume`` without ``--config`` starts from the run's own config.yaml."""
     overrides = {name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)}
-    return build_config(args.config, overrides)
+    yaml_path = args.config
+    if yaml_path is None and getattr(args, "resume", False) and args.out_dir:
+        saved = Path(args.out_dir) / "config.yaml"
+        yaml_path = saved if saved.is_file() else None
+    return build_config(yaml_path, overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ the field names of :class:`TrainConfig`; an unknown key is an error naming it an
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -64,7 +64,6 @@ class TrainConfig:
     sync_batchnorm: bool = False
     progress: bool = True
     tensorboard: Union[str, bool] = "auto"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)

@@ -116,9 +116,11 @@ def train(config: TrainConfig, resume: bool = False,
     if not config.out_dir:
         raise ValueError("out_dir is required (the run folder for logs and checkpoints)")
     ctx = D.init_distributed(config.device)
+    threads = torch.get_num_threads()
     try:
         return _train(config, resume, on_iteration, ctx)
     finally:
+        torch.set_num_threads(threads)  # num_threads is this run's setting, not the caller's
         D.shutdown(ctx)
 
 
