@@ -4,6 +4,8 @@
 // Backward: one pass that reads pred and target and writes the gradient.
 #pragma once
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "spotlight/core/config.hpp"
@@ -16,34 +18,74 @@
 
 namespace spotlight::cpu {
 
+// The five LossSums values of a strip of voxels against threshold t (see
+// lane_sums_strips): M, M (Y - P)^2, S, S M, and the poison of Y and P.
+template <class T>
+struct LossStrip {
+  using A = acc_t<T>;
+  const T* pred;
+  const T* target;
+  A t, k;
+
+  void operator()(index_t i, int n, A (*v)[kStrip]) const {
+    A pb[kStrip], yb[kStrip], x[kStrip];
+    const A* p = strip_values<A>(pred + i, n, pb);
+    const A* y = strip_values<A>(target + i, n, yb);
+    // S = math::soft_mask(p, t, k), its clamp and its division in two loops.
+    for (int j = 0; j < n; ++j) x[j] = math::clamp_unit(p[j] - t);
+    for (int j = 0; j < n; ++j) {
+      const bool m = y[j] > t;
+      const A d = y[j] - p[j];
+      const A sq = d * d;
+      const A soft = A(0.5) + A(0.5) * math::tunable_sigmoid(x[j], k);
+      v[0][j] = m ? A(1) : A(0);
+      v[1][j] = keep_if(m, sq);
+      v[2][j] = soft;
+      v[3][j] = keep_if(m, soft);
+      v[4][j] = math::poison(y[j]) + math::poison(p[j]);
+    }
+  }
+};
+
+inline void to_loss_sums(const double* raw, index_t samples, LossSums* sums) {
+  for (index_t s = 0; s < samples; ++s) {
+    const double* r = raw + s * LossSums::kFields;
+    sums[s] = LossSums{r[0], r[1], r[2], r[3], r[4]};
+  }
+}
+
 // sums[s] = the LossSums of sample s against its threshold thresholds[s].
 template <class T, class Exec = ThreadExecutor>
 void loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, const acc_t<T>* thresholds,
                double k, LossSums* sums, const Exec& exec = Exec{}) {
   using A = acc_t<T>;
   std::vector<double> raw(static_cast<size_t>(samples) * LossSums::kFields);
-  const A kk = static_cast<A>(k);
   per_sample_sums<A, LossSums::kFields>(
-      samples, voxels, exec,
-      [&](index_t s) {
-        const A t = thresholds[s];
-        return [=](index_t i, A* v) {
-          const A y = static_cast<A>(target[i]), p = static_cast<A>(pred[i]);
-          const bool m = y > t;
-          const A d = y - p;
-          const A soft = math::soft_mask(p, t, kk);
-          v[0] = m ? A(1) : A(0);
-          v[1] = m ? d * d : A(0);
-          v[2] = soft;
-          v[3] = m ? soft : A(0);
-          v[4] = math::poison(y) + math::poison(p);
-        };
-      },
+      samples, voxels, exec, [&](index_t s) { return LossStrip<T>{pred, target, thresholds[s], static_cast<A>(k)}; },
       raw.data());
-  for (index_t s = 0; s < samples; ++s) {
-    const double* r = raw.data() + s * LossSums::kFields;
-    sums[s] = LossSums{r[0], r[1], r[2], r[3], r[4]};
-  }
+  to_loss_sums(raw.data(), samples, sums);
+}
+
+// Otsu thresholds and LossSums of every sample, each sample whole in one
+// task: its range, histogram and sums passes read the target from cache.
+// The same bits as otsu_thresholds then loss_sums (see whole_samples).
+template <class T, class Exec>
+void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, int bins, double k,
+                    acc_t<T>* thresholds, LossSums* sums, const Exec& exec) {
+  using A = acc_t<T>;
+  constexpr int F = LossSums::kFields;
+  const Partition part(samples, voxels);
+  std::vector<double> partial(static_cast<size_t>(part.tasks() * F), 0.0);
+  exec(samples, [&](index_t s) {
+    const A t = sample_threshold(target + s * voxels, voxels, bins);
+    thresholds[s] = t;
+    const LossStrip<T> strip{pred, target, t, static_cast<A>(k)};
+    for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task)
+      lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, partial.data() + task * F);
+  });
+  std::vector<double> raw(static_cast<size_t>(samples) * F);
+  combine_chunks<F>(part, partial.data(), raw.data());
+  to_loss_sums(raw.data(), samples, sums);
 }
 
 // Everything the backward pass needs from the forward pass.
@@ -64,15 +106,31 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
   check(samples > 0 && voxels > 0, "pred and target must hold at least one sample of at least one voxel");
   LossForwardState<acc_t<T>> st;
   st.thresholds.resize(static_cast<size_t>(samples));
+  st.sums.resize(static_cast<size_t>(samples));
   if (given_thresholds) {
     std::copy_n(given_thresholds, samples, st.thresholds.begin());
+  } else if (whole_samples<T>(samples, voxels)) {
+    otsu_loss_sums(pred, target, samples, voxels, opt.bins, opt.k, st.thresholds.data(), st.sums.data(), exec);
+    finalize_losses(st.sums.data(), samples, voxels, opt, loss);
+    return st;
   } else {
     otsu_thresholds(target, samples, voxels, opt.bins, st.thresholds.data(), exec);
   }
-  st.sums.resize(static_cast<size_t>(samples));
   loss_sums(pred, target, samples, voxels, st.thresholds.data(), opt.k, st.sums.data(), exec);
   finalize_losses(st.sums.data(), samples, voxels, opt, loss);
   return st;
+}
+
+// Where a strip of A values meant for out goes: out itself when it holds A,
+// else the buffer, converted afterwards.
+template <class A, class T>
+inline A* direct_out(T* out, A* buf) {
+  if constexpr (std::is_same_v<T, A>) {
+    return out;
+  } else {
+    (void)out;
+    return buf;
+  }
 }
 
 // Gradients from per-sample coefficients (see GradCoefficients): writes
@@ -89,22 +147,38 @@ void loss_backward_apply(const T* pred, const T* target, index_t samples, index_
     const A t = thresholds[s];
     const A c_mse = static_cast<A>(coef[s].c_mse), c_fg = static_cast<A>(coef[s].c_soft_fg),
             c_all = static_cast<A>(coef[s].c_soft);
-    const index_t end = part.end(task);
-    if (grad_target) {
-      for (index_t i = part.begin(task); i < end; ++i) {
-        const A y = static_cast<A>(target[i]), p = static_cast<A>(pred[i]);
-        const bool m = y > t;
-        const A mse = m ? c_mse * (p - y) : A(0);
-        grad_pred[i] = static_cast<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(p, t, kk));
-        grad_target[i] = static_cast<T>(-mse);
+    const A c_both = c_all + c_fg;
+    // One strip; with_target says whether grad_target is written.
+    auto strip = [&](index_t i, int n, auto with_target) {
+      A pb[kStrip], yb[kStrip], x[kStrip], g[kStrip], gp[kStrip], gt[kStrip];
+      const A* p = strip_values<A>(pred + i, n, pb);
+      const A* y = strip_values<A>(target + i, n, yb);
+      // dS/dP = math::soft_mask_grad(p, t, k), its division and its select in
+      // separate loops.
+      for (int j = 0; j < n; ++j) x[j] = p[j] - t;
+      for (int j = 0; j < n; ++j) g[j] = math::tunable_sigmoid_grad(x[j], kk);
+      A* out_p = direct_out<A>(grad_pred + i, gp);
+      A* out_t = with_target ? direct_out<A>(grad_target + i, gt) : gt;
+      for (int j = 0; j < n; ++j) {
+        const bool inside = (x[j] > A(-1)) & (x[j] < A(1));
+        const A ds = A(0.5) * keep_if(inside, g[j]);
+        const bool m = y[j] > t;
+        const A mse = keep_if(m, c_mse * (p[j] - y[j]));
+        out_p[j] = mse + (m ? c_both : c_all) * ds;
+        if constexpr (decltype(with_target)::value) out_t[j] = -mse;
       }
-    } else {
-      for (index_t i = part.begin(task); i < end; ++i) {
-        const A y = static_cast<A>(target[i]), p = static_cast<A>(pred[i]);
-        const bool m = y > t;
-        const A mse = m ? c_mse * (p - y) : A(0);
-        grad_pred[i] = static_cast<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(p, t, kk));
+      if constexpr (!std::is_same_v<T, A>) {
+        for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
+        if constexpr (decltype(with_target)::value)
+          for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(gt[j]);
       }
+    };
+    for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip) {
+      const int n = static_cast<int>(std::min<index_t>(kStrip, end - i));
+      if (grad_target)
+        strip(i, n, std::true_type{});
+      else
+        strip(i, n, std::false_type{});
     }
   });
 }

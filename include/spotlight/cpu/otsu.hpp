@@ -9,8 +9,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "spotlight/core/config.hpp"
@@ -52,6 +54,9 @@ inline void range_lanes(const T* x, index_t begin, index_t end, SampleRange<acc_
       const A* v = strip_values<A>(x + i, n, buf);
       const int full = n / kLanes * kLanes;
       for (int j = 0; j < full; j += kLanes) {
+        // Not unrolled before vectorisation: unrolled, the lanes would be
+        // split into scalars, which the compiler does not put back into vectors.
+#pragma GCC unroll 1
         for (int l = 0; l < kLanes; ++l) {
           const A e = v[j + l];
           lo[l] = e < lo[l] ? e : lo[l];
@@ -96,24 +101,18 @@ class Histogram {
   template <class A>
   Histogram(const SampleRange<A>& r, int bins)
       : lo_(r.lo), hi_(r.hi), scale_(math::histogram_scale(lo_, hi_, bins)), bins_(bins),
-        sub_(static_cast<size_t>(kSub) * static_cast<size_t>(bins), 0u) {}
+        sub_(static_cast<size_t>(kSub) * static_cast<size_t>(bins), 0u) {
+    // The float fast path of bins_of needs a normal float scale and few bins.
+    const double scale32 = static_cast<float>(scale_);
+    float_path_ = bins <= (1 << 16) && scale32 >= std::numeric_limits<float>::min() &&
+                  scale32 <= std::numeric_limits<float>::max();
+  }
 
   // Counts the n <= kStrip values v[0 .. n).
   template <class A>
   void add(const A* v, int n) {
     int idx[kStrip];
-    if (scale_ <= std::numeric_limits<double>::max()) {
-      // math::histogram_bin for a finite scale, with its two clamps done in
-      // double before the conversion: the same bins, in a loop that vectorises.
-      const double lo = lo_, scale = scale_, top = bins_ - 1, bins = bins_;
-      for (int j = 0; j < n; ++j) {
-        const double f = (static_cast<double>(v[j]) - lo) * scale;
-        const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
-        idx[j] = static_cast<int>(f >= bins ? top : c);
-      }
-    } else {  // a range of double denormals
-      for (int j = 0; j < n; ++j) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
-    }
+    bins_of(v, n, idx);
     std::uint32_t* sub = sub_.data();
     const size_t stride = static_cast<size_t>(bins_);
     int j = 0;
@@ -133,9 +132,72 @@ class Histogram {
   }
 
  private:
+  // idx[j] = math::histogram_bin(v[j], lo, hi, scale, bins) for j < n.
+  template <class A>
+  void bins_of(const A* v, int n, int* idx) const {
+    if constexpr (std::is_same_v<A, float>) {
+      if (float_path_) {
+        if (float_bins(v, n, idx)) exact_bins(v, n, idx, true);
+        return;
+      }
+    }
+    exact_bins(v, n, idx, false);
+  }
+
+  // The bins in double, as math::histogram_bin computes them; only where
+  // edge[j] when `only_edges`.
+  template <class A>
+  void exact_bins(const A* v, int n, int* idx, bool only_edges) const {
+    if (only_edges) {
+      for (int j = 0; j < n; ++j)
+        if (edge_[j]) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
+    } else if (scale_ <= std::numeric_limits<double>::max()) {
+      // math::histogram_bin for a finite scale, its two clamps done in double
+      // before the conversion: the same bins, in a loop that vectorises.
+      const double lo = lo_, scale = scale_, top = bins_ - 1, bins = bins_;
+      for (int j = 0; j < n; ++j) {
+        const double f = (static_cast<double>(v[j]) - lo) * scale;
+        const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
+        idx[j] = static_cast<int>(f >= bins ? top : c);
+      }
+    } else {  // a range of double denormals
+      for (int j = 0; j < n; ++j) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
+    }
+  }
+
+  // Float inputs: the bins in float arithmetic, F = (v - lo) * scale with
+  // v - lo, the scale and the product each rounded to float, against the
+  // exact D = (v - lo) * scale of math::histogram_bin (v - lo is exact in
+  // double, then one rounding). The three float roundings put F within
+  // 3 * 2^-24 * D < bins * 2^-22 of D, so wherever the fraction of F is at least
+  // eps = bins * 2^-21 away from 0 and from 1, floor(F) = floor(D) and both
+  // lie in [0, bins). Elsewhere (a value on or near a bin edge, the minimum,
+  // the maximum, NaN) edge_[j] is set and exact_bins recomputes the bin in
+  // double. Returns whether any edge_[j] is set.
+  bool float_bins(const float* v, int n, int* idx) const {
+    const float lo = static_cast<float>(lo_), scale = static_cast<float>(scale_), top = static_cast<float>(bins_);
+    const float half_minus_eps = 0.5f - static_cast<float>(bins_) * 0x1p-21f;
+    int any = 0;
+    for (int j = 0; j < n; ++j) {
+      const float f = (v[j] - lo) * scale;
+      const float pos = f > 0.0f ? f : 0.0f;  // NaN goes to 0, and is an edge
+      const float c = pos < top ? pos : top;
+      const int b = static_cast<int>(c);
+      // |frac - 1/2| > 1/2 - eps: frac < eps or frac > 1 - eps, up to an ulp
+      // of 1/2, far inside the margin; one comparison keeps the loop vectorised.
+      const int edge = std::fabs(c - static_cast<float>(b) - 0.5f) > half_minus_eps;
+      idx[j] = b;
+      edge_[j] = static_cast<unsigned char>(edge);
+      any |= edge;
+    }
+    return any != 0;
+  }
+
   double lo_, hi_, scale_;
   int bins_;
+  bool float_path_ = false;
   std::vector<std::uint32_t> sub_;
+  mutable unsigned char edge_[kStrip];
 };
 
 // Counts x[begin, end) into h.

@@ -21,14 +21,14 @@ void masked_mse_sums(const T* pred, const T* target, const bool* mask, index_t s
   per_sample_sums<A, 3>(
       samples, voxels, exec,
       [&](index_t) {
-        return [=](index_t i, A* v) {
+        return by_element<A, 3>([=](index_t i, A* v) {
           const A y = static_cast<A>(target[i]), p = static_cast<A>(pred[i]);
           const bool m = mask[i];
           const A d = y - p;
           v[0] = m ? A(1) : A(0);
-          v[1] = m ? d * d : A(0);
+          v[1] = keep_if(m, d * d);
           v[2] = math::poison(y) + math::poison(p);
-        };
+        });
       },
       raw.data());
   for (index_t s = 0; s < samples; ++s) {
@@ -48,14 +48,14 @@ void soft_dice_sums(const T* soft, const bool* mask, index_t samples, index_t vo
   per_sample_sums<A, 4>(
       samples, voxels, exec,
       [&](index_t) {
-        return [=](index_t i, A* v) {
+        return by_element<A, 4>([=](index_t i, A* v) {
           const A x = static_cast<A>(soft[i]);
           const bool m = mask[i];
           v[0] = m ? A(1) : A(0);
           v[1] = x;
-          v[2] = m ? x : A(0);
+          v[2] = keep_if(m, x);
           v[3] = math::poison(x);
-        };
+        });
       },
       raw.data());
   for (index_t s = 0; s < samples; ++s) {

@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Spotlight against its peers, in one run: the fused ops, the same SPEC as eager
+PyTorch, that composite under torch.compile, scikit-image and NumPy Otsu, and a
+memory copy of the same bytes as the bandwidth floor.
+
+    PYTHONPATH=python python benchmarks/bench_loss.py [--device cpu|cuda] [--quick]
+
+Every compared implementation is first checked against the float64 reference
+(`spotlight_ops.reference`): same loss (and gradient) within float32 tolerance,
+same Otsu threshold within one bin (SPEC 1). Then all of a shape's cases are
+timed round-robin (one call of each per round, after warm-up rounds), so that
+a change of machine load hits every case alike; the table gives medians.
+torch.compile's compile time is excluded from the medians and reported apart.
+
+Bandwidth: bytes read + bytes written, each tensor counted once per call:
+loss forward+backward 5 tensors (reads pred, target twice, writes the
+gradient), Otsu 1 (reads x), the copy 2 (reads one buffer, writes another).
+The table and the machine are written to docs/benchmarks.md, between the
+markers of the section this script owns (the rest of the page is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN = "<!-- bench_loss.py: begin (generated, do not edit by hand) -->"
+END = "<!-- bench_loss.py: end -->"
+
+SHAPES = {
+    "train batch 24x1x32x64x64": (24, 1, 32, 64, 64),
+    "volume 1x1x64x624x924": (1, 1, 64, 624, 924),
+    "volume 1x1x60x256x256": (1, 1, 60, 256, 256),
+}
+QUICK_SHAPES = {
+    "quick 4x1x16x32x32": (4, 1, 16, 32, 32),
+    "quick 1x1x20x64x64": (1, 1, 20, 64, 64),
+}
+
+LAM, K, EPS, BINS = 0.5, -0.95, 1e-6, 256
+
+
+# --------------------------------------------------------------------------
+# The SPEC as a user would write it in eager PyTorch: batched over samples,
+# float32 like the inputs, no Python loop over voxels or samples.
+# --------------------------------------------------------------------------
+def otsu_eager(x: torch.Tensor, bins: int = BINS) -> torch.Tensor:
+    """Per-sample Otsu threshold (SPEC 1): batched histogram by scatter_add, then
+    Otsu's criterion on cumulative sums. Returns [N] in float32."""
+    v = x.detach().reshape(x.shape[0], -1)
+    lo, hi = torch.aminmax(v, dim=1, keepdim=True)
+    width = hi - lo
+    scale = torch.where(width > 0, bins / width, torch.zeros_like(width))
+    idx = ((v - lo) * scale).to(torch.int64).clamp_(0, bins - 1)
+    counts = torch.zeros(v.shape[0], bins, dtype=v.dtype, device=v.device)
+    counts.scatter_add_(1, idx, torch.ones_like(v))
+    counts = counts.double()
+    centres = lo.double() + (torch.arange(bins, device=v.device, dtype=torch.float64) + 0.5) * (width.double() / bins)
+    w1 = counts.cumsum(1)
+    s1 = (counts * centres).cumsum(1)
+    total, total_s = w1[:, -1:], s1[:, -1:]
+    w2 = total - w1
+    m1 = s1 / w1.clamp_min(1)
+    m2 = (total_s - s1) / w2.clamp_min(1)
+    crit = torch.where((w1 > 0) & (w2 > 0), w1 * w2 * (m1 - m2) ** 2, torch.full_like(w1, -1.0))[:, :-1]
+    best = crit.argmax(dim=1, keepdim=True)  # first maximum
+    t = centres.gather(1, best).squeeze(1)
+    return torch.where(width.squeeze(1) > 0, t, lo.squeeze(1).double()).to(x.dtype)
+
+
+def loss_eager(pred: torch.Tensor, target: torch.Tensor, threshold: Optional[torch.Tensor] = None,
+               lam: float = LAM, k: float = K, eps: float = EPS) -> torch.Tensor:
+    """The Spotlight loss (SPEC 2-5, reduction "batch") from plain tensor ops;
+    autograd gives the gradient of SPEC 7."""
+    n = pred.shape[0]
+    t = otsu_eager(target) if threshold is None else threshold
+    t = t.reshape(n, *([1] * (pred.dim() - 1)))
+    mask = (target > t).to(pred.dtype)
+    fg = mask.sum()
+    sq_err = (mask * (target - pred) ** 2).sum()
+    mmse = torch.where(fg > 0, sq_err / fg.clamp_min(1), torch.zeros_like(fg))
+    x = (pred - t).clamp(-1, 1)
+    soft = 0.5 + 0.5 * (x - k * x) / (k - 2 * k * x.abs() + 1)
+    dice = 1 - 2 * (soft * mask).sum() / (soft.sum() + fg + eps)
+    return lam * mmse + (1 - lam) * dice
+
+
+# --------------------------------------------------------------------------
+# Otsu peers: scikit-image (per sample) and NumPy.
+# --------------------------------------------------------------------------
+def otsu_numpy(v: np.ndarray, bins: int = BINS) -> float:
+    """Otsu of one sample in NumPy, with the SPEC's binning."""
+    v = v.ravel()
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        return lo
+    idx = np.minimum(((v - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.int32), bins - 1)
+    counts = np.bincount(idx, minlength=bins).astype(np.float64)
+    centres = lo + (np.arange(bins) + 0.5) * ((hi - lo) / bins)
+    w1 = np.cumsum(counts)
+    s1 = np.cumsum(counts * centres)
+    w2 = w1[-1] - w1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = w1 * w2 * (s1 / w1 - (s1[-1] - s1) / w2) ** 2
+    crit = np.where((w1 > 0) & (w2 > 0), crit, -1.0)[:-1]
+    return float(centres[int(np.argmax(crit))])
+
+
+def otsu_skimage_batch(x: np.ndarray) -> np.ndarray:
+    from skimage.filters import threshold_otsu
+
+    return np.array([threshold_otsu(s, nbins=BINS) for s in x])
+
+
+def otsu_numpy_batch(x: np.ndarray) -> np.ndarray:
+    return np.array([otsu_numpy(s) for s in x])
+
+
+# --------------------------------------------------------------------------
+# Data: a real fluorescence volume tiled to the shape when it is there, else
+# synthetic blobs; the prediction is the target plus noise.
+# --------------------------------------------------------------------------
+def data_dir() -> Optional[Path]:
+    env = os.environ.get("SPOTLIGHT_DATA")
+    path = Path(env) if env else REPO.parent / "shared" / "data"
+    return path if (path / "qcanet" / "raw_8_cell_stage.tif").is_file() else None
+
+
+def source_volume() -> tuple[np.ndarray, str]:
+    d = data_dir()
+    if d is not None:
+        try:
+            import tifffile
+
+            v = tifffile.imread(d / "qcanet" / "raw_8_cell_stage.tif").astype(np.float32)
+            return (v - v.mean()) / v.std(), "real: qcanet raw_8_cell_stage.tif (51x120x122), standardized, tiled"
+        except ImportError:
+            pass
+    g = torch.Generator().manual_seed(1)
+    field_ = F.interpolate(torch.rand(1, 1, 8, 16, 16, generator=g), size=(64, 128, 128), mode="trilinear")[0, 0]
+    v = torch.where(field_ > 0.6, 1.5, -0.4) + 0.3 * torch.randn(field_.shape, generator=g)
+    return v.numpy().astype(np.float32), "synthetic: blobs (about 20% foreground) plus noise"
+
+
+def make_batch(shape: tuple[int, ...], device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    vol, _ = source_volume()
+    rng = np.random.default_rng(seed)
+    n, _, z, y, x = shape
+    out = np.empty((n, 1, z, y, x), dtype=np.float32)
+    for s in range(n):  # periodic tiling from a random offset, random flips
+        axes = [(int(rng.integers(0, b)) + np.arange(a)) % b for a, b in zip((z, y, x), vol.shape)]
+        out[s, 0] = vol[np.ix_(*[ax[:: rng.choice([-1, 1])] for ax in axes])]
+    target = torch.from_numpy(out).to(device)
+    g = torch.Generator(device=device).manual_seed(seed + 1)
+    pred = (target * 0.9 + 0.3 * torch.randn(target.shape, generator=g, device=device)).requires_grad_(True)
+    return pred, target
+
+
+# --------------------------------------------------------------------------
+# Timing.
+# --------------------------------------------------------------------------
+class Timer:
+    """Seconds of one call: perf_counter on the CPU, CUDA events on a GPU
+    (with a synchronize before and after)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            stop.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(stop) / 1e3
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+
+@dataclass
+class Case:
+    group: str  # what is computed: "loss fwd+bwd, Otsu", ...
+    impl: str  # who computes it
+    fn: Callable[[], object]
+    bytes: int  # bytes read + written per call
+    host: bool = False  # runs on the CPU even in a CUDA run (NumPy, scikit-image)
+    compile_s: Optional[float] = None
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def fwd_bwd(loss_fn: Callable[[], torch.Tensor], pred: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        pred.grad = None
+        loss_fn().backward()
+
+    return run
+
+
+def check_close(name: str, got: torch.Tensor, want: torch.Tensor, rtol: float) -> None:
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    scale = want.abs().max().item()
+    err = (got - want).abs().max().item()
+    if not err <= rtol * max(scale, 1e-30):
+        raise SystemExit(f"bench_loss: {name} differs from the reference: max abs error {err:.3g}, scale {scale:.3g}")
+
+
+def build_cases(label: str, shape: tuple[int, ...], device: str, compile_: bool) -> list[Case]:
+    import spotlight_ops
+    from spotlight_ops import reference
+
+    pred, target = make_batch(shape, device)
+    numel = pred.numel()
+    esize = pred.element_size()
+    n = shape[0]
+    src, dst = torch.empty_like(target).copy_(target), torch.empty_like(target)
+
+    # The reference: float64 loss, gradient and thresholds.
+    thr_ref = reference.otsu_threshold(target.double().cpu()).to(device)
+    p64 = pred.detach().double().requires_grad_(True)
+    ref_loss = reference.loss(p64, target.double(), thr_ref.double())
+    ref_loss.backward()
+    ref_grad = p64.grad
+    thr = spotlight_ops.otsu_threshold(target).detach()  # given threshold, float32
+    width = float((target.reshape(n, -1).amax(1) - target.reshape(n, -1).amin(1)).max()) / BINS
+
+    def check_loss(name: str, loss_fn: Callable[[], torch.Tensor]) -> None:
+        pred.grad = None
+        value = loss_fn()
+        value.backward()
+        check_close(f"{name} loss", value, ref_loss, 1e-4)
+        check_close(f"{name} gradient", pred.grad, ref_grad, 1e-3)
+
+    def check_thr(name: str, got) -> None:
+        got = torch.as_tensor(np.asarray(got) if not isinstance(got, torch.Tensor) else got).double().cpu()
+        err = (got - thr_ref.cpu()).abs().max().item()
+        if not err <= width * 1.0001:
+            raise SystemExit(f"bench_loss: {name} Otsu thresholds are {err:.3g} from the reference (bin {width:.3g})")
+
+    fused_otsu = lambda: spotlight_ops.loss(pred, target, None, LAM, K, EPS, BINS)  # noqa: E731
+    fused_given = lambda: spotlight_ops.loss(pred, target, thr, LAM, K, EPS, BINS)  # noqa: E731
+    eager_otsu = lambda: loss_eager(pred, target)  # noqa: E731
+    eager_given = lambda: loss_eager(pred, target, thr)  # noqa: E731
+    losses = {
+        ("loss fwd+bwd, Otsu", "spotlight"): fused_otsu,
+        ("loss fwd+bwd, Otsu", "eager PyTorch"): eager_otsu,
+        ("loss fwd+bwd, given T", "spotlight"): fused_given,
+        ("loss fwd+bwd, given T", "eager PyTorch"): eager_given,
+    }
+    compile_s = {}
+    if compile_:
+        compiled = torch.compile(loss_eager, dynamic=False)
+        for group, args in (("loss fwd+bwd, Otsu", ()), ("loss fwd+bwd, given T", (thr,))):
+            fn = (lambda a=args: compiled(pred, target, *a))
+            t0 = time.perf_counter()
+            pred.grad = None
+            fn().backward()  # compiles forward and backward
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            compile_s[group] = time.perf_counter() - t0
+            losses[(group, "torch.compile")] = fn
+
+    cases = []
+    for (group, impl), fn in losses.items():
+        check_loss(f"{impl} ({group})", fn)
+        cases.append(Case(group, impl, fwd_bwd(fn, pred), 5 * numel * esize,
+                          compile_s=compile_s.get(group) if impl == "torch.compile" else None))
+
+    x_host = target.reshape(n, *target.shape[1:]).squeeze(1).cpu().numpy()
+    check_thr("spotlight", spotlight_ops.otsu_threshold(target))
+    check_thr("eager PyTorch", otsu_eager(target))
+    check_thr("scikit-image", otsu_skimage_batch(x_host))
+    check_thr("NumPy", otsu_numpy_batch(x_host))
+    cases += [
+        Case("Otsu threshold", "spotlight", lambda: spotlight_ops.otsu_threshold(target), numel * esize),
+        Case("Otsu threshold", "eager PyTorch", lambda: otsu_eager(target), numel * esize),
+        Case("Otsu threshold", "scikit-image", lambda: otsu_skimage_batch(x_host), numel * esize, host=True),
+        Case("Otsu threshold", "NumPy", lambda: otsu_numpy_batch(x_host), numel * esize, host=True),
+        Case("memory copy", "torch copy_", lambda: dst.copy_(src), 2 * numel * esize),
+    ]
+    return cases
+
+
+def time_cases(cases: list[Case], device: str, warmup: int, repeats: int, slow_repeats: int,
+               slow_s: float = 0.25) -> None:
+    """Round-robin timing. Cases slower than `slow_s` per call get `slow_repeats`."""
+    timer = Timer(device)
+    host_timer = Timer("cpu")
+    for _ in range(warmup):
+        for c in cases:
+            (host_timer if c.host else timer)(c.fn)
+    for r in range(repeats):
+        for c in cases:
+            if r >= slow_repeats and c.times and statistics.median(c.times) > slow_s:
+                continue
+            c.times.append((host_timer if c.host else timer)(c.fn))
+
+
+# --------------------------------------------------------------------------
+# Report.
+# --------------------------------------------------------------------------
+REFERENCE_IMPL = "spotlight"
+
+
+def table(results: list[tuple[str, list[Case]]]) -> list[str]:
+    lines = [
+        "| shape | computation | implementation | median ms | spotlight is x faster | GB/s | % of copy GB/s | runs |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, cases in results:
+        copy = next(c for c in cases if c.group == "memory copy")
+        copy_bw = copy.bytes / copy.median
+        for c in cases:
+            ours = next((o for o in cases if o.group == c.group and o.impl == REFERENCE_IMPL), None)
+            speedup = f"{c.median / ours.median:.1f}" if ours is not None and c is not ours else ""
+            bw = c.bytes / c.median
+            impl = c.impl + (f" (compile {c.compile_s:.1f} s)" if c.compile_s is not None else "")
+            lines.append(f"| {label} | {c.group} | {impl} | {c.median * 1e3:.3f} | {speedup} | {bw / 1e9:.2f} | "
+                         f"{100 * bw / copy_bw:.0f} | {len(c.times)} |")
+    return lines
+
+
+def targets(results: list[tuple[str, list[Case]]]) -> list[str]:
+    """The ratios issue 6 asks for, on the shapes they are stated for."""
+
+    def get(cases, group, impl):
+        return next((c for c in cases if c.group == group and c.impl == impl), None)
+
+    out = []
+    for label, cases in results:
+        ours = get(cases, "loss fwd+bwd, Otsu", "spotlight")
+        given = get(cases, "loss fwd+bwd, given T", "spotlight")
+        copy = get(cases, "memory copy", "torch copy_")
+        checks = []
+        if label.startswith("train batch"):
+            for impl, want in (("eager PyTorch", 10.0), ("torch.compile", 3.0)):
+                peer = get(cases, "loss fwd+bwd, Otsu", impl)
+                if peer is not None:
+                    r = peer.median / ours.median
+                    checks.append((f"loss fwd+bwd with Otsu vs {impl}", f"{r:.1f}x", f">= {want:.0f}x", r >= want))
+        if label.endswith("60x256x256"):
+            sk = get(cases, "Otsu threshold", "scikit-image")
+            r = sk.median / get(cases, "Otsu threshold", "spotlight").median
+            checks.append(("Otsu vs scikit-image", f"{r:.1f}x", ">= 20x", r >= 20))
+        frac = (given.bytes / given.median) / (copy.bytes / copy.median)
+        checks.append(("loss fwd+bwd with given T, share of copy bandwidth", f"{100 * frac:.0f}%", ">= 40%",
+                       frac >= 0.4))
+        out += [f"| {label} | {what} | {got} | {want} | {'met' if ok else 'NOT met'} |"
+                for what, got, want, ok in checks]
+    return ["| shape | ratio | measured | target | |", "|---|---|---:|---:|---|"] + out
+
+
+def machine(device: str) -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "n/a"
+    import skimage
+
+    lines = [
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- command: `{' '.join([Path(sys.executable).name] + sys.argv)}`",
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores; torch threads: {torch.get_num_threads()}",
+        f"- load average (1, 5, 15 min) at the end of the run: {load}",
+        f"- torch {torch.__version__}, NumPy {np.__version__}, scikit-image {skimage.__version__}, "
+        f"Python {platform.python_version()}",
+        f"- data: {source_volume()[1]}",
+    ]
+    if device.startswith("cuda"):
+        lines.append(f"- GPU: {torch.cuda.get_device_name()} (NumPy and scikit-image run on the CPU)")
+    return lines
+
+
+def write_doc(path: Path, section: list[str]) -> None:
+    body = "\n".join([BEGIN, *section, END])
+    if path.is_file():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            text = head + body + rest.split(END, 1)[1]
+        else:
+            text = text.rstrip() + "\n\n" + body + "\n"
+    else:
+        text = "# Benchmarks\n\n" + body + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small shapes, few repeats")
+    ap.add_argument("--repeats", type=int, default=21, help="timed rounds (default 21)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's default)")
+    ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",
+                    help="page to write the table to (default docs/benchmarks.md)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_loss: --device cuda, but torch sees no CUDA device")
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
+    results = []
+    for i, (label, shape) in enumerate(shapes.items()):
+        # torch.compile on the training batch, the shape it is meant for (and the first quick shape).
+        compile_ = not args.no_compile and i == 0
+        print(f"{label}: checking, compiling ...", flush=True)
+        cases = build_cases(label, shape, args.device, compile_)
+        print(f"{label}: timing {len(cases)} cases ...", flush=True)
+        time_cases(cases, args.device, warmup, repeats, slow_repeats=max(3, repeats // 3))
+        results.append((label, cases))
+        del cases
+    section = [
+        "## Spotlight against its peers (`benchmarks/bench_loss.py`)",
+        "",
+        *machine(args.device),
+        "",
+        f"Medians over up to {repeats} round-robin rounds after {warmup} warm-up rounds (cases slower than 0.25 s "
+        "per call get fewer rounds: see `runs`). float32, reduction \"batch\", defaults of SPEC 10. "
+        "\"spotlight is x faster\" is the peer's median over spotlight's for the same computation. "
+        "GB/s counts bytes read + written once per call (loss forward+backward: 5 tensors; Otsu: 1; copy: 2).",
+        "",
+        *table(results),
+        "",
+        "### Targets of issue 6",
+        "",
+        *targets(results),
+    ]
+    print("\n".join(section))
+    if not args.no_write:
+        write_doc(args.output, section)
+        print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
