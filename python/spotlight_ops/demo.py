@@ -24,7 +24,6 @@ Table columns, on the Otsu-standardized target scale ``(x - T) / std`` (foregrou
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -167,18 +166,21 @@ def _evaluation_summary(rows: list[dict]) -> str:
 
 
 def _train_or_continue(config, run_dir: Path, say) -> None:
-    """A re-run demo continues (or skips) its own finished or interrupted runs; other settings start over."""
+    """A re-run demo continues (or skips) its own runs; a run made with other settings starts over."""
     import shutil
 
-    from .training import train
+    from .training import TrainConfig, train
+    from .training.config import read_yaml
 
-    if (run_dir / "checkpoints").exists():
-        try:
+    saved = run_dir / "config.yaml"
+    if (run_dir / "checkpoints").exists() and saved.is_file():
+        changed = config.differences(TrainConfig.from_dict(read_yaml(saved), str(saved)))
+        if not changed:
             train(config, resume=True)
             return
-        except ValueError as err:
-            say(f"      previous run in {run_dir} has other settings ({err}); training afresh")
-            shutil.rmtree(run_dir)
+        say(f"      {run_dir} was trained with other settings ({', '.join(changed)}); training afresh")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the demo's own output folder
     train(config)
 
 
@@ -187,6 +189,7 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
     """Runs the whole demo into ``out_dir``; returns the table rows and timings."""
     from .predict import load_model, predict_volume
     from .training import TrainConfig
+    from .training.distributed import resolve_device
 
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +225,7 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
     test_pairs = load_pairs(read_manifest(dataset["test"]), preprocess)
     predictions = {}
     for loss, run_dir in models.items():
-        model, _ = load_model(run_dir, "cpu" if device == "auto" else device)
+        model, _ = load_model(run_dir, resolve_device(device))
         predictions[loss] = [predict_volume(model, pair.signal, tile_size=(32, 64, 64), overlap=(8, 16, 16))
                              for pair in test_pairs]
     for loss, volumes in predictions.items():

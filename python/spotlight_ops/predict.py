@@ -19,11 +19,10 @@ standardized intensity space, with the input's voxel size and unit.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 import scipy.ndimage as ndi
