@@ -24,13 +24,31 @@ from .losses import SpotlightLoss  # noqa: E402
 
 __version__ = "0.1.0"
 
+# The training and evaluation stacks import scipy, scikit-image, matplotlib:
+# loaded on first use, so `import spotlight_ops` stays as light as the loss.
+_SUBPACKAGES = ("data", "evaluation", "models", "predict", "training")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "SpotlightLoss",
+    "data",
+    "evaluation",
     "loss",
     "masked_mse",
+    "models",
     "otsu_standardize",
     "otsu_threshold",
+    "predict",
     "reference",
     "soft_dice",
+    "training",
     "tunable_sigmoid",
 ]
