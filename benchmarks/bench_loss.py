@@ -65,8 +65,9 @@ def otsu_eager(x: torch.Tensor, bins: int = BINS) -> torch.Tensor:
     width = hi - lo
     scale = torch.where(width > 0, bins / width, torch.zeros_like(width))
     idx = ((v - lo) * scale).to(torch.int64).clamp_(0, bins - 1)
-    counts = torch.zeros(v.shape[0], bins, dtype=v.dtype, device=v.device)
-    counts.scatter_add_(1, idx, torch.ones_like(v))
+    # int64 counts: float32 ones would stop counting at 2^24 voxels per bin.
+    counts = torch.zeros(v.shape[0], bins, dtype=torch.int64, device=v.device)
+    counts.scatter_add_(1, idx, torch.ones((), dtype=torch.int64, device=v.device).expand(idx.shape))
     counts = counts.double()
     centres = lo.double() + (torch.arange(bins, device=v.device, dtype=torch.float64) + 0.5) * (width.double() / bins)
     w1 = counts.cumsum(1)

@@ -28,6 +28,7 @@ struct LossStrip {
   A t, k;
 
   void operator()(index_t i, int n, A (*v)[kStrip]) const {
+    const A t = this->t, k = this->k;  // locals: see LossGradStrip
     A pb[kStrip], yb[kStrip], x[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
@@ -80,8 +81,10 @@ void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t vox
     const A t = sample_threshold(target + s * voxels, voxels, bins);
     thresholds[s] = t;
     const LossStrip<T> strip{pred, target, t, static_cast<A>(k)};
-    for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task)
-      lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, partial.data() + task * F);
+    with_best_isa([&] {
+      for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task)
+        lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, partial.data() + task * F);
+    });
   });
   std::vector<double> raw(static_cast<size_t>(samples) * F);
   combine_chunks<F>(part, partial.data(), raw.data());
@@ -121,17 +124,49 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
   return st;
 }
 
-// Where a strip of A values meant for out goes: out itself when it holds A,
-// else the buffer, converted afterwards.
-template <class A, class T>
-inline A* direct_out(T* out, A* buf) {
-  if constexpr (std::is_same_v<T, A>) {
-    return out;
-  } else {
-    (void)out;
-    return buf;
+// The gradients of a strip of voxels (see GradCoefficients), written to
+// grad_pred, and to grad_target when kTarget.
+template <class T, bool kTarget>
+struct LossGradStrip {
+  using A = acc_t<T>;
+  const T* pred;
+  const T* target;
+  T* grad_pred;
+  T* grad_target;
+  A t, k, c_mse, c_fg, c_all;
+
+  void operator()(index_t i, int n) const {
+    // Locals, not members: the compiler then knows the stores below leave
+    // them alone, and keeps them in registers.
+    const A t_ = t, k_ = k, c_mse_ = c_mse, c_all_ = c_all, c_both = c_all + c_fg;
+    A pb[kStrip], yb[kStrip], x[kStrip], g[kStrip], gp[kStrip], gt[kStrip];
+    const A* p = strip_values<A>(pred + i, n, pb);
+    const A* y = strip_values<A>(target + i, n, yb);
+    // dS/dP = math::soft_mask_grad(p, t, k), its division and its select in
+    // separate loops.
+    for (int j = 0; j < n; ++j) x[j] = p[j] - t_;
+    for (int j = 0; j < n; ++j) g[j] = math::tunable_sigmoid_grad(x[j], k_);
+    A* out_p = gp;
+    A* out_t = gt;
+    if constexpr (std::is_same_v<T, A>) {
+      out_p = grad_pred + i;
+      if constexpr (kTarget) out_t = grad_target + i;
+    }
+    for (int j = 0; j < n; ++j) {
+      const bool inside = (x[j] > A(-1)) & (x[j] < A(1));
+      const A ds = A(0.5) * keep_if(inside, g[j]);
+      const bool m = y[j] > t_;
+      const A mse = keep_if(m, c_mse_ * (p[j] - y[j]));
+      out_p[j] = mse + (m ? c_both : c_all_) * ds;
+      if constexpr (kTarget) out_t[j] = -mse;
+    }
+    if constexpr (!std::is_same_v<T, A>) {
+      for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
+      if constexpr (kTarget)
+        for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(gt[j]);
+    }
   }
-}
+};
 
 // Gradients from per-sample coefficients (see GradCoefficients): writes
 // grad_pred, and grad_target when it is not null.
@@ -141,45 +176,20 @@ void loss_backward_apply(const T* pred, const T* target, index_t samples, index_
                          T* grad_target, const Exec& exec = Exec{}) {
   using A = acc_t<T>;
   const Partition part(samples, voxels);
-  const A kk = static_cast<A>(k);
   exec(part.tasks(), [&](index_t task) {
     const index_t s = part.sample_of(task);
-    const A t = thresholds[s];
-    const A c_mse = static_cast<A>(coef[s].c_mse), c_fg = static_cast<A>(coef[s].c_soft_fg),
-            c_all = static_cast<A>(coef[s].c_soft);
-    const A c_both = c_all + c_fg;
-    // One strip; with_target says whether grad_target is written.
-    auto strip = [&](index_t i, int n, auto with_target) {
-      A pb[kStrip], yb[kStrip], x[kStrip], g[kStrip], gp[kStrip], gt[kStrip];
-      const A* p = strip_values<A>(pred + i, n, pb);
-      const A* y = strip_values<A>(target + i, n, yb);
-      // dS/dP = math::soft_mask_grad(p, t, k), its division and its select in
-      // separate loops.
-      for (int j = 0; j < n; ++j) x[j] = p[j] - t;
-      for (int j = 0; j < n; ++j) g[j] = math::tunable_sigmoid_grad(x[j], kk);
-      A* out_p = direct_out<A>(grad_pred + i, gp);
-      A* out_t = with_target ? direct_out<A>(grad_target + i, gt) : gt;
-      for (int j = 0; j < n; ++j) {
-        const bool inside = (x[j] > A(-1)) & (x[j] < A(1));
-        const A ds = A(0.5) * keep_if(inside, g[j]);
-        const bool m = y[j] > t;
-        const A mse = keep_if(m, c_mse * (p[j] - y[j]));
-        out_p[j] = mse + (m ? c_both : c_all) * ds;
-        if constexpr (decltype(with_target)::value) out_t[j] = -mse;
-      }
-      if constexpr (!std::is_same_v<T, A>) {
-        for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
-        if constexpr (decltype(with_target)::value)
-          for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(gt[j]);
-      }
+    const A t = thresholds[s], kk = static_cast<A>(k), c_mse = static_cast<A>(coef[s].c_mse),
+            c_fg = static_cast<A>(coef[s].c_soft_fg), c_all = static_cast<A>(coef[s].c_soft);
+    auto run = [&](auto strip) {
+      with_best_isa([&] {
+        for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip)
+          strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+      });
     };
-    for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip) {
-      const int n = static_cast<int>(std::min<index_t>(kStrip, end - i));
-      if (grad_target)
-        strip(i, n, std::true_type{});
-      else
-        strip(i, n, std::false_type{});
-    }
+    if (grad_target)
+      run(LossGradStrip<T, true>{pred, target, grad_pred, grad_target, t, kk, c_mse, c_fg, c_all});
+    else
+      run(LossGradStrip<T, false>{pred, target, grad_pred, grad_target, t, kk, c_mse, c_fg, c_all});
   });
 }
 

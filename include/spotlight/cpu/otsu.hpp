@@ -90,19 +90,21 @@ inline void range_of(const T* x, index_t begin, index_t end, SampleRange<acc_t<T
     range_lanes<false>(x, begin, end, r, nullptr);
 }
 
-// The histogram of a sample over its range [lo, hi], kept as kSub interleaved
-// sub-histograms of 32-bit counts (element j of a strip counts in sub-histogram
-// j % kSub), so that runs of values in one bin, common in a microscopy
-// background, do not wait on the previous increment of the same counter.
+// The histogram of a sample over its range [lo, hi]. Counts are 32-bit,
+// kept for up to 4096 bins in kSub interleaved sub-histograms, count u of bin
+// b at b * kSub + u, element j of a strip counting in u = j % kSub: runs of
+// values in one bin, common in a microscopy background, then do not wait on
+// the previous increment of the same counter.
 class Histogram {
  public:
   static constexpr int kSub = 8;
+  static constexpr int kMaxSubBins = 4096;
 
   template <class A>
   Histogram(const SampleRange<A>& r, int bins)
       : lo_(r.lo), hi_(r.hi), scale_(math::histogram_scale(lo_, hi_, bins)), bins_(bins),
-        sub_(static_cast<size_t>(kSub) * static_cast<size_t>(bins), 0u) {
-    // The float fast path of bins_of needs a normal float scale and few bins.
+        sub_(bins <= kMaxSubBins ? kSub : 1), counts_(static_cast<size_t>(bins) * sub_, 0u) {
+    // float_bins needs a normal float scale and few bins.
     const double scale32 = static_cast<float>(scale_);
     float_path_ = bins <= (1 << 16) && scale32 >= std::numeric_limits<float>::min() &&
                   scale32 <= std::numeric_limits<float>::max();
@@ -111,14 +113,14 @@ class Histogram {
   // Counts the n <= kStrip values v[0 .. n).
   template <class A>
   void add(const A* v, int n) {
-    int idx[kStrip];
-    bins_of(v, n, idx);
-    std::uint32_t* sub = sub_.data();
-    const size_t stride = static_cast<size_t>(bins_);
+    std::uint32_t at[kStrip];  // bin * sub_
+    bins_of(v, n, at);
+    std::uint32_t* counts = counts_.data();
     int j = 0;
-    for (; j + kSub <= n; j += kSub)
-      for (int u = 0; u < kSub; ++u) ++sub[u * stride + static_cast<size_t>(idx[j + u])];
-    for (; j < n; ++j) ++sub[idx[j]];
+    if (sub_ == kSub)
+      for (; j + kSub <= n; j += kSub)
+        for (int u = 0; u < kSub; ++u) ++counts[at[j + u] + u];
+    for (; j < n; ++j) ++counts[at[j]];
   }
 
   // Adds the counts to hist[0 .. bins).
@@ -126,78 +128,91 @@ class Histogram {
   void add_to(C* hist) const {
     for (int b = 0; b < bins_; ++b) {
       std::uint32_t c = 0;
-      for (int u = 0; u < kSub; ++u) c += sub_[static_cast<size_t>(u) * static_cast<size_t>(bins_) + b];
+      for (std::uint32_t u = 0; u < sub_; ++u) c += counts_[static_cast<size_t>(b) * sub_ + u];
       hist[b] += static_cast<C>(c);
     }
   }
 
  private:
-  // idx[j] = math::histogram_bin(v[j], lo, hi, scale, bins) for j < n.
+  // at[j] = sub_ * math::histogram_bin(v[j], lo, hi, scale, bins) for j < n.
   template <class A>
-  void bins_of(const A* v, int n, int* idx) const {
+  void bins_of(const A* v, int n, std::uint32_t* at) const {
     if constexpr (std::is_same_v<A, float>) {
-      if (float_path_) {
-        if (float_bins(v, n, idx)) exact_bins(v, n, idx, true);
-        return;
+      if (float_path_ && float_bins(v, n, at)) {
+        for (int j = 0; j < n; ++j)
+          if (near_edge(v[j])) at[j] = exact_bin(v[j]) * sub_;
       }
+      if (float_path_) return;
     }
-    exact_bins(v, n, idx, false);
-  }
-
-  // The bins in double, as math::histogram_bin computes them; only where
-  // edge[j] when `only_edges`.
-  template <class A>
-  void exact_bins(const A* v, int n, int* idx, bool only_edges) const {
-    if (only_edges) {
-      for (int j = 0; j < n; ++j)
-        if (edge_[j]) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
-    } else if (scale_ <= std::numeric_limits<double>::max()) {
+    if (scale_ <= std::numeric_limits<double>::max()) {
       // math::histogram_bin for a finite scale, its two clamps done in double
       // before the conversion: the same bins, in a loop that vectorises.
       const double lo = lo_, scale = scale_, top = bins_ - 1, bins = bins_;
+      const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
       for (int j = 0; j < n; ++j) {
         const double f = (static_cast<double>(v[j]) - lo) * scale;
         const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
-        idx[j] = static_cast<int>(f >= bins ? top : c);
+        at[j] = static_cast<std::uint32_t>(f >= bins ? top : c) * sub;
       }
     } else {  // a range of double denormals
-      for (int j = 0; j < n; ++j) idx[j] = math::histogram_bin(static_cast<double>(v[j]), lo_, hi_, scale_, bins_);
+      for (int j = 0; j < n; ++j) at[j] = exact_bin(v[j]) * sub_;
     }
+  }
+
+  template <class A>
+  std::uint32_t exact_bin(A v) const {
+    return static_cast<std::uint32_t>(math::histogram_bin(static_cast<double>(v), lo_, hi_, scale_, bins_));
   }
 
   // Float inputs: the bins in float arithmetic, F = (v - lo) * scale with
   // v - lo, the scale and the product each rounded to float, against the
   // exact D = (v - lo) * scale of math::histogram_bin (v - lo is exact in
   // double, then one rounding). The three float roundings put F within
-  // 3 * 2^-24 * D < bins * 2^-22 of D, so wherever the fraction of F is at least
-  // eps = bins * 2^-21 away from 0 and from 1, floor(F) = floor(D) and both
-  // lie in [0, bins). Elsewhere (a value on or near a bin edge, the minimum,
-  // the maximum, NaN) edge_[j] is set and exact_bins recomputes the bin in
-  // double. Returns whether any edge_[j] is set.
-  bool float_bins(const float* v, int n, int* idx) const {
-    const float lo = static_cast<float>(lo_), scale = static_cast<float>(scale_), top = static_cast<float>(bins_);
-    const float half_minus_eps = 0.5f - static_cast<float>(bins_) * 0x1p-21f;
+  // 3 * 2^-24 * D < bins * 2^-22 of D, so wherever the fraction of F is at
+  // least eps = bins * 2^-21 away from 0 and from 1, floor(F) = floor(D) and
+  // both lie in [0, bins). Elsewhere (a value on or near a bin edge, the
+  // minimum, the maximum, NaN) near_edge is true and the bin is computed in
+  // double. Returns whether any value of the strip is near an edge.
+  bool float_bins(const float* __restrict v, int n, std::uint32_t* __restrict at) const {
+    // Two loops, as in the strips of partition.hpp: in one, the compiler
+    // would branch on the clamps and put the conversion under a branch.
+    float c[kStrip];
+    for (int j = 0; j < n; ++j) c[j] = float_position(v[j]);
+    const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
     int any = 0;
     for (int j = 0; j < n; ++j) {
-      const float f = (v[j] - lo) * scale;
-      const float pos = f > 0.0f ? f : 0.0f;  // NaN goes to 0, and is an edge
-      const float c = pos < top ? pos : top;
-      const int b = static_cast<int>(c);
-      // |frac - 1/2| > 1/2 - eps: frac < eps or frac > 1 - eps, up to an ulp
-      // of 1/2, far inside the margin; one comparison keeps the loop vectorised.
-      const int edge = std::fabs(c - static_cast<float>(b) - 0.5f) > half_minus_eps;
-      idx[j] = b;
-      edge_[j] = static_cast<unsigned char>(edge);
-      any |= edge;
+      const int b = static_cast<int>(c[j]);
+      any += near_integer(c[j], b);
+      at[j] = static_cast<std::uint32_t>(b) * sub;
     }
     return any != 0;
+  }
+
+  // F clamped to [0, bins]; NaN goes to 0 (and is near an edge).
+  float float_position(float v) const {
+    const float f = (v - static_cast<float>(lo_)) * static_cast<float>(scale_);
+    const float pos = f > 0.0f ? f : 0.0f;
+    const float top = static_cast<float>(bins_);
+    return pos < top ? pos : top;
+  }
+
+  // Whether the fraction c - b of c is within eps of 0 or 1, as
+  // |frac - 1/2| > 1/2 - eps: one comparison, exact but for an ulp of 1/2,
+  // far inside the margin of eps.
+  int near_integer(float c, int b) const {
+    return std::fabs(c - static_cast<float>(b) - 0.5f) > 0.5f - static_cast<float>(bins_) * 0x1p-21f;
+  }
+
+  bool near_edge(float v) const {
+    const float c = float_position(v);
+    return near_integer(c, static_cast<int>(c));
   }
 
   double lo_, hi_, scale_;
   int bins_;
   bool float_path_ = false;
-  std::vector<std::uint32_t> sub_;
-  mutable unsigned char edge_[kStrip];
+  std::uint32_t sub_;  // kSub or 1
+  std::vector<std::uint32_t> counts_;
 };
 
 // Counts x[begin, end) into h.
@@ -216,7 +231,9 @@ void sample_ranges(const T* x, index_t samples, index_t voxels, SampleRange<acc_
   using A = acc_t<T>;
   const Partition part(samples, voxels);
   std::vector<SampleRange<A>> partial(static_cast<size_t>(part.tasks()));
-  exec(part.tasks(), [&](index_t t) { range_of(x, part.begin(t), part.end(t), partial[static_cast<size_t>(t)]); });
+  exec(part.tasks(), [&](index_t t) {
+    with_best_isa([&] { range_of(x, part.begin(t), part.end(t), partial[static_cast<size_t>(t)]); });
+  });
   for (index_t s = 0; s < samples; ++s) {
     SampleRange<A> r;
     for (index_t c = 0; c < part.chunks; ++c) r.add(partial[static_cast<size_t>(s * part.chunks + c)]);
@@ -234,7 +251,7 @@ void sample_histograms(const T* x, index_t samples, index_t voxels, int bins,
   std::vector<std::int64_t> partial(static_cast<size_t>(part.tasks()) * static_cast<size_t>(bins), 0);
   exec(part.tasks(), [&](index_t t) {
     Histogram h(ranges[part.sample_of(t)], bins);
-    histogram_of(x, part.begin(t), part.end(t), h);
+    with_best_isa([&] { histogram_of(x, part.begin(t), part.end(t), h); });
     h.add_to(partial.data() + static_cast<size_t>(t) * static_cast<size_t>(bins));
   });
   std::fill_n(hist, samples * bins, std::int64_t{0});
@@ -258,9 +275,9 @@ A threshold_from_histogram(const SampleRange<A>& r, const std::int64_t* hist, in
 template <class T>
 acc_t<T> sample_threshold(const T* x, index_t voxels, int bins) {
   SampleRange<acc_t<T>> r;
-  range_of(x, 0, voxels, r);
+  with_best_isa([&] { range_of(x, 0, voxels, r); });
   Histogram h(r, bins);
-  histogram_of(x, 0, voxels, h);
+  with_best_isa([&] { histogram_of(x, 0, voxels, h); });
   std::vector<std::int64_t> hist(static_cast<size_t>(bins), 0);
   h.add_to(hist.data());
   return threshold_from_histogram(r, hist.data(), bins);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "spotlight/core/config.hpp"
+#include "spotlight/cpu/isa.hpp"
 
 namespace spotlight::cpu {
 
@@ -175,7 +176,9 @@ inline void per_sample_sums(index_t samples, index_t voxels, const Exec& exec, c
   const Partition part(samples, voxels);
   std::vector<double> partial(static_cast<size_t>(part.tasks() * F), 0.0);
   exec(part.tasks(), [&](index_t t) {
-    lane_sums_strips<A, F>(part.begin(t), part.end(t), strip_of(part.sample_of(t)), partial.data() + t * F);
+    with_best_isa([&] {
+      lane_sums_strips<A, F>(part.begin(t), part.end(t), strip_of(part.sample_of(t)), partial.data() + t * F);
+    });
   });
   combine_chunks<F>(part, partial.data(), out);
 }
@@ -185,7 +188,9 @@ template <class Exec, class F>
 inline void parallel_elements(index_t count, const Exec& exec, const F& f) {
   const Partition part(1, count);
   exec(part.tasks(), [&](index_t t) {
-    for (index_t i = part.begin(t); i < part.end(t); ++i) f(i);
+    with_best_isa([&] {
+      for (index_t i = part.begin(t), end = part.end(t); i < end; ++i) f(i);
+    });
   });
 }
 
@@ -195,8 +200,10 @@ template <class Exec, class Strip>
 inline void parallel_strips(index_t count, const Exec& exec, const Strip& strip) {
   const Partition part(1, count);
   exec(part.tasks(), [&](index_t t) {
-    for (index_t i = part.begin(t), end = part.end(t); i < end; i += kStrip)
-      strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+    with_best_isa([&] {
+      for (index_t i = part.begin(t), end = part.end(t); i < end; i += kStrip)
+        strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+    });
   });
 }
 
