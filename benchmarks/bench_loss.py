@@ -32,9 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+# --thp must reach c10's allocator before torch allocates anything.
+if "--thp" in sys.argv:
+    os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- bench_loss.py: begin (generated, do not edit by hand) -->"
@@ -297,6 +301,9 @@ def build_cases(label: str, shape: tuple[int, ...], device: str, compile_: bool)
         Case("Otsu threshold", "scikit-image", lambda: otsu_skimage_batch(x_host), numel * esize, host=True),
         Case("Otsu threshold", "NumPy", lambda: otsu_numpy_batch(x_host), numel * esize, host=True),
         Case("memory copy", "torch copy_", lambda: dst.copy_(src), 2 * numel * esize),
+        # The same copy into a new tensor, which like a gradient is allocated
+        # per call: on large tensors, its first-touch page faults are the cost.
+        Case("memory copy", "torch clone (new tensor)", lambda: src.clone(), 2 * numel * esize),
     ]
     return cases
 
@@ -328,7 +335,7 @@ def table(results: list[tuple[str, list[Case]]]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for label, cases in results:
-        copy = next(c for c in cases if c.group == "memory copy")
+        copy = next(c for c in cases if c.impl == "torch copy_")
         copy_bw = copy.bytes / copy.median
         for c in cases:
             ours = next((o for o in cases if o.group == c.group and o.impl == REFERENCE_IMPL), None)
@@ -393,6 +400,8 @@ def machine(device: str) -> list[str]:
         f"- torch {torch.__version__}, NumPy {np.__version__}, scikit-image {skimage.__version__}, "
         f"Python {platform.python_version()}",
         f"- data: {source_volume()[1]}",
+        f"- THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', '(unset)')} (torch's CPU allocator "
+        "with transparent huge pages: `--thp`)",
     ]
     if device.startswith("cuda"):
         lines.append(f"- GPU: {torch.cuda.get_device_name()} (NumPy and scikit-image run on the CPU)")
@@ -419,6 +428,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: small shapes, few repeats")
     ap.add_argument("--repeats", type=int, default=21, help="timed rounds (default 21)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    ap.add_argument("--thp", action="store_true",
+                    help="set THP_MEM_ALLOC_ENABLE=1: huge pages for large tensors (fewer first-touch page faults)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     ap.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",

@@ -56,7 +56,7 @@ inline void range_lanes(const T* x, index_t begin, index_t end, SampleRange<acc_
       for (int j = 0; j < full; j += kLanes) {
         // Not unrolled before vectorisation: unrolled, the lanes would be
         // split into scalars, which the compiler does not put back into vectors.
-#pragma GCC unroll 1
+        SPOTLIGHT_NO_UNROLL
         for (int l = 0; l < kLanes; ++l) {
           const A e = v[j + l];
           lo[l] = e < lo[l] ? e : lo[l];

@@ -63,6 +63,15 @@ inline bool whole_samples(index_t samples, index_t voxels) {
   return samples >= threads && voxels * static_cast<index_t>(sizeof(T)) <= kCacheBytes;
 }
 
+// `#pragma GCC unroll 1` where the compiler knows it (nvcc's front end,
+// which sees these headers in CUDA tests, does not): keeps a short loop over
+// lanes a loop until the vectoriser has seen it (see range_lanes).
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
+#define SPOTLIGHT_NO_UNROLL _Pragma("GCC unroll 1")
+#else
+#define SPOTLIGHT_NO_UNROLL
+#endif
+
 // Per-element work runs in strips of this many elements (see the top).
 inline constexpr int kStrip = 64;
 
