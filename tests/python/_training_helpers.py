@@ -33,10 +33,14 @@ def tiny_flags(csv: Path, out: Path) -> list[str]:
 
 
 def subprocess_env() -> dict:
-    """The environment for ``python -m spotlight_ops.cli`` in a subprocess: this source tree."""
+    """The environment for ``python -m spotlight_ops.cli`` in a subprocess: the
+    same ``spotlight_ops`` the tests imported (the installed package, or a source
+    tree on PYTHONPATH with SPOTLIGHT_OPS_LIBRARY), and so the same op library."""
+    import spotlight_ops
+
     env = dict(os.environ)
-    python_dir = str(REPO / "python")
-    env["PYTHONPATH"] = python_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    package_parent = str(Path(spotlight_ops.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
