@@ -104,10 +104,13 @@ class Histogram {
   Histogram(const SampleRange<A>& r, int bins)
       : lo_(r.lo), hi_(r.hi), scale_(math::histogram_scale(lo_, hi_, bins)), bins_(bins),
         sub_(bins <= kMaxSubBins ? kSub : 1), counts_(static_cast<size_t>(bins) * sub_, 0u) {
-    // float_bins needs a normal float scale and few bins.
-    const double scale32 = static_cast<float>(scale_);
-    float_path_ = bins <= (1 << 16) && scale32 >= std::numeric_limits<float>::min() &&
-                  scale32 <= std::numeric_limits<float>::max();
+    // float_bins needs finite values in [lo, hi] (the range of a sample with
+    // no poison: every value is finite), a finite float hi - lo, a normal
+    // float scale and few bins.
+    const float scale32 = static_cast<float>(scale_);
+    float_path_ = r.poison == A(0) && bins <= (1 << 16) &&
+                  std::isfinite(static_cast<float>(hi_) - static_cast<float>(lo_)) &&
+                  scale32 >= std::numeric_limits<float>::min() && scale32 <= std::numeric_limits<float>::max();
   }
 
   // Counts the n <= kStrip values v[0 .. n).
@@ -171,41 +174,37 @@ class Histogram {
   // 3 * 2^-24 * D < bins * 2^-22 of D, so wherever the fraction of F is at
   // least eps = bins * 2^-21 away from 0 and from 1, floor(F) = floor(D) and
   // both lie in [0, bins). Elsewhere (a value on or near a bin edge, the
-  // minimum, the maximum, NaN) near_edge is true and the bin is computed in
-  // double. Returns whether any value of the strip is near an edge.
+  // minimum, the maximum) near_edge is true and the bin is computed in double.
+  // As every value is finite and in [lo, hi] (see the constructor), F lies in
+  // [0, bins + bins * 2^-22]: no clamp is needed, and at[j] is out of range
+  // only for a value near the maximum, which is near an edge. Returns whether
+  // any value of the strip is near an edge.
   bool float_bins(const float* __restrict v, int n, std::uint32_t* __restrict at) const {
-    // Two loops, as in the strips of partition.hpp: in one, the compiler
-    // would branch on the clamps and put the conversion under a branch.
-    float c[kStrip];
-    for (int j = 0; j < n; ++j) c[j] = float_position(v[j]);
     const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
     int any = 0;
     for (int j = 0; j < n; ++j) {
-      const int b = static_cast<int>(c[j]);
-      any += near_integer(c[j], b);
+      const float f = float_position(v[j]);
+      const int b = static_cast<int>(f);
+      any += near_integer(f, b);
       at[j] = static_cast<std::uint32_t>(b) * sub;
     }
     return any != 0;
   }
 
-  // F clamped to [0, bins]; NaN goes to 0 (and is near an edge).
   float float_position(float v) const {
-    const float f = (v - static_cast<float>(lo_)) * static_cast<float>(scale_);
-    const float pos = f > 0.0f ? f : 0.0f;
-    const float top = static_cast<float>(bins_);
-    return pos < top ? pos : top;
+    return (v - static_cast<float>(lo_)) * static_cast<float>(scale_);
   }
 
-  // Whether the fraction c - b of c is within eps of 0 or 1, as
+  // Whether the fraction f - b of f is within eps of 0 or 1, as
   // |frac - 1/2| > 1/2 - eps: one comparison, exact but for an ulp of 1/2,
   // far inside the margin of eps.
-  int near_integer(float c, int b) const {
-    return std::fabs(c - static_cast<float>(b) - 0.5f) > 0.5f - static_cast<float>(bins_) * 0x1p-21f;
+  int near_integer(float f, int b) const {
+    return std::fabs(f - static_cast<float>(b) - 0.5f) > 0.5f - static_cast<float>(bins_) * 0x1p-21f;
   }
 
   bool near_edge(float v) const {
-    const float c = float_position(v);
-    return near_integer(c, static_cast<int>(c));
+    const float f = float_position(v);
+    return near_integer(f, static_cast<int>(f));
   }
 
   double lo_, hi_, scale_;
@@ -246,8 +245,12 @@ void sample_ranges(const T* x, index_t samples, index_t voxels, SampleRange<acc_
 template <class T, class Exec = ThreadExecutor>
 void sample_histograms(const T* x, index_t samples, index_t voxels, int bins,
                        const SampleRange<acc_t<T>>* ranges, std::int64_t* hist, const Exec& exec = Exec{}) {
-  // Scratch of tasks x bins counts stays below 2^26 entries.
-  const Partition part(samples, voxels, (index_t{1} << 26) / (samples * bins));
+  // Counts do not depend on the cut: chunks of at least 2^18 voxels amortise
+  // each task's histogram, and scratch of tasks x bins counts stays below
+  // 2^26 entries.
+  constexpr index_t kVoxelsPerTask = index_t{1} << 18;
+  const index_t max_chunks = std::max<index_t>(1, (voxels + kVoxelsPerTask - 1) / kVoxelsPerTask);
+  const Partition part(samples, voxels, std::min(max_chunks, (index_t{1} << 26) / (samples * bins)));
   std::vector<std::int64_t> partial(static_cast<size_t>(part.tasks()) * static_cast<size_t>(bins), 0);
   exec(part.tasks(), [&](index_t t) {
     Histogram h(ranges[part.sample_of(t)], bins);
@@ -276,6 +279,7 @@ template <class T>
 acc_t<T> sample_threshold(const T* x, index_t voxels, int bins) {
   SampleRange<acc_t<T>> r;
   with_best_isa([&] { range_of(x, 0, voxels, r); });
+  if (!(r.poison == acc_t<T>(0))) return std::numeric_limits<acc_t<T>>::quiet_NaN();
   Histogram h(r, bins);
   with_best_isa([&] { histogram_of(x, 0, voxels, h); });
   std::vector<std::int64_t> hist(static_cast<size_t>(bins), 0);
