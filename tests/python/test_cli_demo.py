@@ -41,6 +41,10 @@ def test_psnr_and_summary():
     row = summarize("m", [np.where(mask > 0, target, -1.0)], [target], [mask])
     assert row["background_mean"] == -1.0 and row["background_std"] == 0.0
     assert row["psnr_foreground"] == float("inf") and row["background_above_threshold"] == 0.0
+    assert row["background_displayed"] == 0.0 and row["near_above_threshold"] == 0.0
+    # what shows on a display clipped at the threshold: only the part of the background above 0
+    bright = summarize("b", [np.where(mask > 0, target, 0.5)], [target], [mask])
+    assert bright["background_displayed"] == pytest.approx(0.5) and bright["far_above_threshold"] == 1.0
     rows = [{"model": "a", "threshold_fraction": float("nan"), "psnr": 10.0},
             {"model": "a", "threshold_fraction": 0.1, "psnr": 99.0},
             {"model": "a", "threshold_fraction": float("nan"), "psnr": 20.0}]

@@ -59,6 +59,18 @@ def test_target_has_background_noise_and_an_axial_halo():
     assert scene.target[near].mean() > scene.target[far].mean() + 2 * config.noise_std / np.sqrt(far.sum())
 
 
+def test_halo_and_haze_stay_below_the_otsu_threshold():
+    """The premise of the demo: background structure is dim (under Otsu's T), nuclei are bright."""
+    from skimage.filters import threshold_otsu
+
+    scene = synthetic.make_scene(1, synthetic.SceneConfig(shape=(32, 96, 96)))
+    nuclei = scene.labels > 0
+    above = scene.target > threshold_otsu(scene.target)
+    assert above[nuclei].mean() > 0.9
+    assert above[~nuclei].mean() < 0.015  # only partial-volume voxels on the nuclei's rims
+    assert not above[ndi.distance_transform_edt(~nuclei) > 3].any()
+
+
 def test_signal_is_transmitted_light_like_not_the_target():
     scene = synthetic.make_scene(2, SMALL)
     nuclei = scene.labels > 0

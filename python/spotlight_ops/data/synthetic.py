@@ -43,9 +43,9 @@ class SceneConfig:
     flattening_range: tuple = (0.6, 0.9)  # z semi-axis / in-plane semi-axis
     brightness_range: tuple = (0.5, 1.0)
     texture_strength: float = 0.25
-    psf_sigma: tuple = (2.0, 0.8, 0.8)
+    psf_sigma: tuple = (1.2, 0.7, 0.7)
     haze_sigma: tuple = (7.0, 4.0, 4.0)
-    haze: float = 0.4
+    haze: float = 0.3
     background: float = 0.08
     noise_std: float = 0.03
     cell_margin: float = 4.0           # cytoplasm thickness around nuclei
