@@ -1,5 +1,9 @@
-// The tunable sigmoid op (SPEC section 3) and its backward, on the CPU.
+// The tunable sigmoid op (SPEC section 3) and its backward, on the CPU, in
+// strips (see partition.hpp: the clamp or the select and the division in
+// separate loops, which the compiler vectorises).
 #pragma once
+
+#include <type_traits>
 
 #include "spotlight/core/config.hpp"
 #include "spotlight/core/math.hpp"
@@ -13,8 +17,13 @@ template <class T, class Exec = ThreadExecutor>
 void tunable_sigmoid(const T* x, index_t count, double k, T* out, const Exec& exec = Exec{}) {
   using A = acc_t<T>;
   const A kk = static_cast<A>(k);
-  parallel_elements(count, exec, [&](index_t i) {
-    out[i] = static_cast<T>(math::clamped_tunable_sigmoid(static_cast<A>(x[i]), kk));
+  parallel_strips(count, exec, [&](index_t i, int n) {
+    const A k_ = kk;  // a local: the stores below cannot change it
+    A xb[kStrip], c[kStrip];
+    const A* v = strip_values<A>(x + i, n, xb);
+    // math::clamped_tunable_sigmoid, its clamp and its division in two loops.
+    for (int j = 0; j < n; ++j) c[j] = math::clamp_unit(v[j]);
+    for (int j = 0; j < n; ++j) out[i + j] = static_cast<T>(math::tunable_sigmoid(c[j], k_));
   });
 }
 
@@ -24,8 +33,17 @@ void tunable_sigmoid_backward(const T* grad, const T* x, index_t count, double k
                               const Exec& exec = Exec{}) {
   using A = acc_t<T>;
   const A kk = static_cast<A>(k);
-  parallel_elements(count, exec, [&](index_t i) {
-    grad_x[i] = static_cast<T>(static_cast<A>(grad[i]) * math::clamped_tunable_sigmoid_grad(static_cast<A>(x[i]), kk));
+  parallel_strips(count, exec, [&](index_t i, int n) {
+    const A k_ = kk;
+    A xb[kStrip], gb[kStrip], d[kStrip];
+    const A* v = strip_values<A>(x + i, n, xb);
+    const A* g = strip_values<A>(grad + i, n, gb);
+    // math::clamped_tunable_sigmoid_grad, its division and its select in two loops.
+    for (int j = 0; j < n; ++j) d[j] = math::tunable_sigmoid_grad(v[j], k_);
+    for (int j = 0; j < n; ++j) {
+      const bool inside = (v[j] > A(-1)) & (v[j] < A(1));
+      grad_x[i + j] = static_cast<T>(g[j] * keep_if(inside, d[j]));
+    }
   });
 }
 

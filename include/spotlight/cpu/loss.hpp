@@ -13,6 +13,7 @@
 #include "spotlight/core/math.hpp"
 #include "spotlight/core/options.hpp"
 #include "spotlight/cpu/executor.hpp"
+#include "spotlight/cpu/isa.hpp"
 #include "spotlight/cpu/otsu.hpp"
 #include "spotlight/cpu/partition.hpp"
 

@@ -6,6 +6,8 @@
 // both passes, the second from its cache; large ones are cut into chunks and
 // each pass runs over all chunks of all samples. Both give the same bits:
 // ranges and histogram counts do not depend on the order they are gathered in.
+// The bins of float inputs are computed in float where that is provably the
+// bin math::histogram_bin computes in double (see Histogram::float_bins).
 #pragma once
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include "spotlight/core/config.hpp"
 #include "spotlight/core/math.hpp"
 #include "spotlight/cpu/executor.hpp"
+#include "spotlight/cpu/isa.hpp"
 #include "spotlight/cpu/partition.hpp"
 
 namespace spotlight::cpu {
@@ -36,9 +39,7 @@ struct SampleRange {
   }
 };
 
-// Folds the range of x[begin, end) into r, in kLanes lanes. With a non-null
-// `sum`, also adds the sum of the values to *sum, in exactly the scheme of
-// lane_sums (so that one pass gives the range and the mean).
+// range_of, with or without the sum.
 template <bool kSum, class T>
 inline void range_lanes(const T* x, index_t begin, index_t end, SampleRange<acc_t<T>>& r, double* sum) {
   using A = acc_t<T>;
@@ -82,6 +83,9 @@ inline void range_lanes(const T* x, index_t begin, index_t end, SampleRange<acc_
   for (int l = 0; l < kLanes; ++l) r.add(SampleRange<A>{lo[l], hi[l], bad[l]});
 }
 
+// Folds the range of x[begin, end) into r, in kLanes lanes. With a non-null
+// `sum`, also adds the sum of the values to *sum, in exactly the scheme of
+// lane_sums (so that one pass gives the range and the mean).
 template <class T>
 inline void range_of(const T* x, index_t begin, index_t end, SampleRange<acc_t<T>>& r, double* sum = nullptr) {
   if (sum)
