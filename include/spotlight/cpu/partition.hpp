@@ -192,17 +192,6 @@ inline void per_sample_sums(index_t samples, index_t voxels, const Exec& exec, c
   combine_chunks<F>(part, partial.data(), out);
 }
 
-// Runs f(i) for every element of [0, count), split into tasks.
-template <class Exec, class F>
-inline void parallel_elements(index_t count, const Exec& exec, const F& f) {
-  const Partition part(1, count);
-  exec(part.tasks(), [&](index_t t) {
-    with_best_isa([&] {
-      for (index_t i = part.begin(t), end = part.end(t); i < end; ++i) f(i);
-    });
-  });
-}
-
 // Runs strip(i, n) over [0, count) in strips of at most kStrip elements,
 // split into tasks.
 template <class Exec, class Strip>
