@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "reference.hpp"
+#include "spotlight/cpu/elementwise.hpp"
 #include "spotlight/cpu/loss.hpp"
+#include "spotlight/cpu/standardize.hpp"
 #include "spotlight/cpu/terms.hpp"
 
 namespace sc = spotlight::cpu;
@@ -190,6 +192,44 @@ TEST(Loss, InvalidOptionsThrowNamingTheArgument) {
                spotlight::Error);
   EXPECT_THROW(spotlight::parse_reduction("sum"), spotlight::Error);
   EXPECT_THROW(spotlight::parse_mse_normalization("bg"), spotlight::Error);
+}
+
+// The C++ API checks its arguments like the ops do: spotlight::Error naming
+// the argument, before any work (so no null data pointer is read here).
+TEST(CppApi, EveryEntryPointRejectsBadArguments) {
+  const float* none = nullptr;
+  float out = 0;
+  spotlight::LossSums sums;
+  auto message = [](auto&& call) {
+    try {
+      call();
+    } catch (const spotlight::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no exception");
+  };
+  EXPECT_NE(message([&] { sc::otsu_thresholds(none, 0, 5, 256, &out); }).find("x must hold at least one sample"),
+            std::string::npos);
+  EXPECT_NE(message([&] { sc::otsu_thresholds(none, 1, 5, 1, &out); }).find("bins must be"), std::string::npos);
+  EXPECT_NE(message([&] { sc::otsu_standardize(none, 1, 0, 256, &out); }).find("x must hold"), std::string::npos);
+  EXPECT_NE(message([&] { sc::otsu_standardize(none, 1, 4, 0, &out); }).find("bins must be"), std::string::npos);
+  EXPECT_NE(message([&] { sc::tunable_sigmoid(none, 4, 1.5, &out); }).find("k must lie"), std::string::npos);
+  EXPECT_NE(message([&] { sc::tunable_sigmoid_backward(none, none, 4, -1.0, &out); }).find("k must lie"),
+            std::string::npos);
+  EXPECT_NE(message([&] { sc::masked_mse_sums(none, none, nullptr, 0, 3, &sums); }).find("pred must hold"),
+            std::string::npos);
+  EXPECT_NE(message([&] { sc::soft_dice_sums(none, nullptr, 2, 0, &sums); }).find("soft must hold"),
+            std::string::npos);
+  const sc::LossForwardState<float> empty_state;
+  const double g = 1;
+  EXPECT_NE(message([&] { sc::loss_backward(none, none, 2, 3, empty_state, LossOptions{}, &g, &out, static_cast<float*>(nullptr)); })
+                .find("state must come from loss_forward"),
+            std::string::npos);
+  LossOptions bad;
+  bad.lam = -1;
+  EXPECT_NE(message([&] { sc::loss_backward(none, none, 2, 3, empty_state, bad, &g, &out, static_cast<float*>(nullptr)); })
+                .find("lam must lie"),
+            std::string::npos);
 }
 
 TEST(Terms, MaskedMseAndDiceMatchReference) {

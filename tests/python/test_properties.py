@@ -58,16 +58,38 @@ def test_loss_agrees_with_reference(batch, reduction, norm):
     assert torch.all((got.double() - expected).abs() <= RTOL[p.dtype] * scale + 1e-12), (got, expected)
 
 
+def _criteria(v: np.ndarray, bins: int) -> np.ndarray:
+    """Otsu's criterion after each bin, in bin-index units, from exact integer
+    counts (affine-invariant, so no underflow on tiny ranges)."""
+    lo, hi = v.min(), v.max()
+    idx = np.clip(np.floor((v - lo) / (hi - lo) * bins), 0, bins - 1).astype(np.int64)
+    counts = np.bincount(idx, minlength=bins).astype(np.float64)
+    w1 = np.cumsum(counts)[:-1]
+    s1 = np.cumsum(counts * (2 * np.arange(bins) + 1))[:-1]
+    w2 = counts.sum() - w1
+    s2 = (counts * (2 * np.arange(bins) + 1)).sum() - s1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = w1 * w2 * (s1 / w1 - s2 / w2) ** 2
+    return np.nan_to_num(crit, nan=-1.0)
+
+
 @SETTINGS
 @given(batches(), st.integers(2, 300))
-def test_otsu_within_one_bin_of_reference(batch, bins):
+def test_otsu_within_one_bin_of_reference_or_an_exact_tie(batch, bins):
     _, y = batch
     got = so.otsu_threshold(y, bins).double()
     expected = so.reference.otsu_threshold(y.double(), bins).double()
     v = y.double()
-    width = (v.max(1).values - v.min(1).values) / bins
+    lo, hi = v.min(1).values, v.max(1).values
+    width = (hi - lo) / bins
     rounding = got.abs() * (8e-3 if y.dtype in (torch.float16, torch.bfloat16) else 1e-6)
-    assert torch.all((got - expected).abs() <= width * 1.001 + rounding), (got, expected, width)
+    close = (got - expected).abs() <= width * 1.001 + rounding
+    for s in torch.nonzero(~close).flatten().tolist():
+        # Far apart: only an exact tie of the criterion may separate them (the
+        # kernel takes the first maximum; the reference's rounding may not).
+        crit = _criteria(v[s].numpy(), bins)
+        chosen = int(round(((got[s] - lo[s]) / width[s]).item() - 0.5))
+        assert crit[chosen] >= crit.max() * (1 - 1e-12), (got[s], expected[s], chosen, crit.argmax())
 
 
 @SETTINGS

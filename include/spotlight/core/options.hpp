@@ -44,6 +44,11 @@ inline void check_k(double k) {
 inline void check_lam(double lam) {
   check(lam >= 0.0 && lam <= 1.0, "lam must lie in [0, 1], got ", lam);
 }
+// A batch of `samples` samples of `voxels` voxels each; both must be >= 1.
+inline void check_batch(long long samples, long long voxels, const char* name) {
+  check(samples > 0 && voxels > 0, name, " must hold at least one sample of at least one voxel, got ", samples,
+        " samples of ", voxels, " voxels");
+}
 inline void check_eps(double eps) {
   check(eps >= 0.0 && std::isfinite(eps), "eps must be finite and >= 0, got ", eps);
 }

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "spotlight/core/config.hpp"
+#include "spotlight/core/options.hpp"
 #include "spotlight/core/math.hpp"
 #include "spotlight/cpu/executor.hpp"
 #include "spotlight/cpu/partition.hpp"
@@ -15,6 +16,7 @@ namespace spotlight::cpu {
 // out[i] = sigma_k(clamp(x[i], -1, 1)).
 template <class T, class Exec = ThreadExecutor>
 void tunable_sigmoid(const T* x, index_t count, double k, T* out, const Exec& exec = Exec{}) {
+  check_k(k);
   using A = acc_t<T>;
   const A kk = static_cast<A>(k);
   parallel_strips(count, exec, [&](index_t i, int n) {
@@ -31,6 +33,7 @@ void tunable_sigmoid(const T* x, index_t count, double k, T* out, const Exec& ex
 template <class T, class Exec = ThreadExecutor>
 void tunable_sigmoid_backward(const T* grad, const T* x, index_t count, double k, T* grad_x,
                               const Exec& exec = Exec{}) {
+  check_k(k);
   using A = acc_t<T>;
   const A kk = static_cast<A>(k);
   parallel_strips(count, exec, [&](index_t i, int n) {

@@ -107,7 +107,7 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
                                         const acc_t<T>* given_thresholds, const LossOptions& opt, Out* loss,
                                         const Exec& exec = Exec{}) {
   opt.validate();
-  check(samples > 0 && voxels > 0, "pred and target must hold at least one sample of at least one voxel");
+  check_batch(samples, voxels, "pred");
   LossForwardState<acc_t<T>> st;
   st.thresholds.resize(static_cast<size_t>(samples));
   st.sums.resize(static_cast<size_t>(samples));
@@ -200,6 +200,10 @@ template <class T, class G, class Exec = ThreadExecutor>
 void loss_backward(const T* pred, const T* target, index_t samples, index_t voxels,
                    const LossForwardState<acc_t<T>>& st, const LossOptions& opt, const G* grad_out, T* grad_pred,
                    T* grad_target, const Exec& exec = Exec{}) {
+  opt.validate();
+  check_batch(samples, voxels, "pred");
+  check(st.thresholds.size() == static_cast<size_t>(samples) && st.sums.size() == static_cast<size_t>(samples),
+        "state must come from loss_forward on ", samples, " samples");
   std::vector<GradCoefficients> coef(static_cast<size_t>(samples));
   gradient_coefficients(st.sums.data(), samples, voxels, opt, grad_out, coef.data());
   loss_backward_apply(pred, target, samples, voxels, st.thresholds.data(), coef.data(), opt.k, grad_pred,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "spotlight/core/config.hpp"
+#include "spotlight/core/options.hpp"
 #include "spotlight/core/math.hpp"
 #include "spotlight/cpu/executor.hpp"
 #include "spotlight/cpu/isa.hpp"
@@ -295,6 +296,8 @@ acc_t<T> sample_threshold(const T* x, index_t voxels, int bins) {
 template <class T, class Exec = ThreadExecutor>
 void otsu_thresholds(const T* x, index_t samples, index_t voxels, int bins, acc_t<T>* thresholds,
                      const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "x");
+  check_bins(bins);
   using A = acc_t<T>;
   if (whole_samples<T>(samples, voxels)) {
     exec(samples, [&](index_t s) { thresholds[s] = sample_threshold(x + s * voxels, voxels, bins); });

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "spotlight/core/config.hpp"
+#include "spotlight/core/options.hpp"
 #include "spotlight/cpu/executor.hpp"
 #include "spotlight/cpu/isa.hpp"
 #include "spotlight/cpu/otsu.hpp"
@@ -103,6 +104,8 @@ inline void standardize_range(const T* x, index_t b, index_t e, acc_t<T> thr, ac
 // out = (x - T) / std(x) per sample, T the sample's Otsu threshold.
 template <class T, class Exec = ThreadExecutor>
 void otsu_standardize(const T* x, index_t samples, index_t voxels, int bins, T* out, const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "x");
+  check_bins(bins);
   using A = acc_t<T>;
   const Partition part(samples, voxels);
   auto inverse_std = [](const SampleMoments& m) { return static_cast<A>(1.0 / m.std); };

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "spotlight/core/config.hpp"
+#include "spotlight/core/options.hpp"
 #include "spotlight/core/loss_terms.hpp"
 #include "spotlight/core/math.hpp"
 #include "spotlight/cpu/executor.hpp"
@@ -61,6 +62,7 @@ struct SoftDiceStrip {
 template <class T, class Exec = ThreadExecutor>
 void masked_mse_sums(const T* pred, const T* target, const bool* mask, index_t samples, index_t voxels,
                      LossSums* sums, const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "pred");
   using A = acc_t<T>;
   std::vector<double> raw(static_cast<size_t>(samples) * 3);
   per_sample_sums<A, 3>(
@@ -77,6 +79,7 @@ void masked_mse_sums(const T* pred, const T* target, const bool* mask, index_t s
 template <class T, class Exec = ThreadExecutor>
 void soft_dice_sums(const T* soft, const bool* mask, index_t samples, index_t voxels, LossSums* sums,
                     const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "soft");
   using A = acc_t<T>;
   std::vector<double> raw(static_cast<size_t>(samples) * 4);
   per_sample_sums<A, 4>(
