@@ -41,10 +41,18 @@ def test_psnr_and_summary():
     row = summarize("m", [np.where(mask > 0, target, -1.0)], [target], [mask])
     assert row["background_mean"] == -1.0 and row["background_std"] == 0.0
     assert row["psnr_foreground"] == float("inf") and row["background_above_threshold"] == 0.0
-    assert row["background_displayed"] == 0.0 and row["near_above_threshold"] == 0.0
-    # what shows on a display clipped at the threshold: only the part of the background above 0
-    bright = summarize("b", [np.where(mask > 0, target, 0.5)], [target], [mask])
-    assert bright["background_displayed"] == pytest.approx(0.5) and bright["far_above_threshold"] == 1.0
+    # at the display's floor (T - std = -1) the background is black in every zone
+    assert row["shown_rim"] == row["shown_near"] == row["shown_far"] == 0.0
+    # the window is [-1, p99.8 of the target]; zones by distance to the nuclei (z >= 5 here):
+    # rim z = 3, 4 (distance 1, 2), near z = 1, 2 (3, 4), far z = 0 (5)
+    background = np.zeros(target.shape)
+    background[0], background[1:3], background[3:5] = 0.5, -0.5, 2.0
+    bright = summarize("b", [np.where(mask > 0, target, background)], [target], [mask])
+    hi = np.percentile(target, 99.8)
+    assert bright["shown_far"] == pytest.approx(1.5 / (hi + 1))
+    assert bright["shown_near"] == pytest.approx(0.5 / (hi + 1))
+    assert bright["shown_rim"] == 1.0  # clipped at the window's top
+    assert bright["background_above_threshold"] == pytest.approx(0.6)
     rows = [{"model": "a", "threshold_fraction": float("nan"), "psnr": 10.0},
             {"model": "a", "threshold_fraction": 0.1, "psnr": 99.0},
             {"model": "a", "threshold_fraction": float("nan"), "psnr": 20.0}]
