@@ -1,11 +1,11 @@
 // CPU kernels of spotlight::_loss_forward and spotlight::_loss_backward.
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <vector>
 
 #include "ops/common.h"
+#include "ops/cpu_alloc.h"
 #include "ops/loss/loss_checks.h"
 #include "spotlight/cpu/loss.hpp"
 
@@ -50,8 +50,8 @@ std::tuple<Tensor, Tensor> loss_backward_cpu(const Tensor& grad, const Tensor& p
   std::vector<spotlight::GradCoefficients> coef(static_cast<size_t>(call.samples));
   spotlight::gradient_coefficients(reinterpret_cast<const spotlight::LossSums*>(s.const_data_ptr<double>()),
                                    call.samples, call.voxels, call.opt, g.const_data_ptr<double>(), coef.data());
-  Tensor grad_pred = at::empty_like(p);
-  Tensor grad_target = target_grad ? at::empty_like(t) : at::empty({0}, p.options());
+  Tensor grad_pred = empty_streaming_like(p);
+  Tensor grad_target = target_grad ? empty_streaming_like(t) : at::empty({0}, p.options());
   const Tensor thr = thresholds.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "spotlight::loss_backward", [&] {
     using A = spotlight::acc_t<scalar_t>;

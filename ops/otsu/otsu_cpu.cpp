@@ -1,9 +1,9 @@
 // CPU kernels of spotlight::otsu_threshold and spotlight::otsu_standardize.
 #include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include "ops/common.h"
+#include "ops/cpu_alloc.h"
 #include "ops/otsu/otsu_checks.h"
 #include "spotlight/cpu/otsu.hpp"
 #include "spotlight/cpu/standardize.hpp"
@@ -27,7 +27,7 @@ Tensor otsu_threshold_cpu(const Tensor& x, int64_t bins) {
 Tensor otsu_standardize_cpu(const Tensor& x, int64_t bins) {
   const auto [samples, voxels] = check_otsu_call(x, bins);
   const Tensor xc = x.contiguous();
-  Tensor out = at::empty_like(xc);
+  Tensor out = empty_streaming_like(xc);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::otsu_standardize", [&] {
     spotlight::cpu::otsu_standardize(xc.const_data_ptr<scalar_t>(), samples, voxels, static_cast<int>(bins),
                                      out.data_ptr<scalar_t>(), AtenExecutor{});

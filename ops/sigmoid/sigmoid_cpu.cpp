@@ -1,8 +1,8 @@
 // CPU kernels of spotlight::tunable_sigmoid and its backward.
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include "ops/common.h"
+#include "ops/cpu_alloc.h"
 #include "ops/sigmoid/sigmoid_checks.h"
 #include "spotlight/cpu/elementwise.hpp"
 
@@ -12,7 +12,7 @@ namespace {
 Tensor tunable_sigmoid_cpu(const Tensor& x, double k) {
   check_sigmoid_call(x, k);
   const Tensor xc = x.contiguous();
-  Tensor out = at::empty_like(xc);
+  Tensor out = empty_streaming_like(xc);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::tunable_sigmoid", [&] {
     spotlight::cpu::tunable_sigmoid(xc.const_data_ptr<scalar_t>(), xc.numel(), k, out.data_ptr<scalar_t>(),
                                     AtenExecutor{});
@@ -24,7 +24,7 @@ Tensor tunable_sigmoid_backward_cpu(const Tensor& grad, const Tensor& x, double 
   check_sigmoid_call(x, k);
   check_same(x, "x", grad, "grad");
   const Tensor xc = x.contiguous(), gc = grad.contiguous();
-  Tensor out = at::empty_like(xc);
+  Tensor out = empty_streaming_like(xc);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "spotlight::tunable_sigmoid_backward",
                                   [&] {
                                     spotlight::cpu::tunable_sigmoid_backward(

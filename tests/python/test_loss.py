@@ -187,3 +187,20 @@ def test_real_paired_volume(shared_data):
     p = (light - light.mean()) / light.std()
     got = so.loss(p, y, 0.0)
     torch.testing.assert_close(got.double(), so.reference.loss(p.double(), y.double(), 0.0), rtol=1e-5, atol=0)
+
+
+def test_outputs_of_16_mib_and_more_take_the_huge_page_path_exactly():
+    """CPU outputs from 16 MiB up are allocated with huge-page advice (ops/cpu_alloc.h): the
+    gradients, the standardized volume and the sigmoid there must still be exact."""
+    y = nuclei_like(1, seed=21, shape=(40, 256, 512))  # 5.2 M voxels: 21 MB per float32 volume
+    p = pred_like(y, seed=22).requires_grad_()
+    t = y.clone().requires_grad_()
+    so.loss(p, t).backward()
+    pd, td = p.detach().double().requires_grad_(), t.detach().double().requires_grad_()
+    reference(pd, td).backward()
+    torch.testing.assert_close(p.grad.double(), pd.grad, rtol=1e-4, atol=1e-12)
+    torch.testing.assert_close(t.grad.double(), td.grad, rtol=1e-4, atol=1e-12)
+    torch.testing.assert_close(so.otsu_standardize(y).double(), so.reference.otsu_standardize(y.double()),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(so.tunable_sigmoid(p.detach()).double(),
+                               so.reference.tunable_sigmoid(p.detach().double()), rtol=1e-6, atol=1e-6)
