@@ -49,12 +49,13 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 1
     seed: int = 0
-    voxel_size: Optional[tuple] = None
-    isotropic_voxel_size: Optional[float] = None
-    target_norm: str = "otsu"
-    smooth_threshold: bool = False
-    crop_multiple: int = 16
-    min_foreground_fraction: float = 0.001
+    # the preprocessing keys, flat in the YAML; their defaults are PreprocessConfig's
+    voxel_size: Optional[tuple] = PreprocessConfig.voxel_size
+    isotropic_voxel_size: Optional[float] = PreprocessConfig.isotropic_voxel_size
+    target_norm: str = PreprocessConfig.target_norm
+    smooth_threshold: bool = PreprocessConfig.smooth_threshold
+    crop_multiple: int = PreprocessConfig.crop_multiple
+    min_foreground_fraction: float = PreprocessConfig.min_foreground_fraction
     max_retries: int = 1000
     device: str = "auto"
     amp: Union[str, bool] = "auto"
@@ -113,10 +114,7 @@ class TrainConfig:
 
     def preprocess(self) -> PreprocessConfig:
         """The data-preprocessing part, shared with prediction."""
-        return PreprocessConfig(voxel_size=self.voxel_size, isotropic_voxel_size=self.isotropic_voxel_size,
-                                target_norm=self.target_norm, smooth_threshold=self.smooth_threshold,
-                                crop_multiple=self.crop_multiple,
-                                min_foreground_fraction=self.min_foreground_fraction)
+        return PreprocessConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(PreprocessConfig)})
 
     def to_dict(self) -> dict:
         """Plain YAML-safe dict (tuples as lists)."""
