@@ -278,7 +278,9 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
         evaluation_note = f"(`spotlight_ops.evaluation` not available: {err}; PSNR computed by the demo itself.)"
     else:
         try:
-            evaluation_rows = evaluate_models(predictions, targets, masks, out_dir / "evaluation")
+            # predictions and targets share the Otsu-standardized units: no rescaling (min-max would
+            # stretch each prediction by its own background minimum, which Spotlight leaves free)
+            evaluation_rows = evaluate_models(predictions, targets, masks, out_dir / "evaluation", rescale="none")
         except Exception as err:  # the demo's own table still stands; say what went wrong
             evaluation_note = f"(`evaluate_models` failed: {type(err).__name__}: {err})"
     rows = [summarize(TARGET_ROW, targets, targets, masks)]
@@ -347,9 +349,8 @@ def _write_report(out_dir: Path, settings: dict, rows: list, pictures: list, eva
     if evaluation_rows:
         text += ["## Evaluation (`spotlight_ops.evaluation`)\n",
                  "Means over the held-out volumes at the default threshold; every metric, threshold sweep and plot is "
-                 "in [evaluation/report.md](evaluation/report.md). Its pixel metrics are taken after its own "
-                 "rescaling of each prediction to the target (min-max by default), so its PSNR differs from the "
-                 "table above, which scores the raw predictions.\n", _evaluation_summary(evaluation_rows)]
+                 "in [evaluation/report.md](evaluation/report.md). Predictions and targets share the Otsu-standardized "
+                 "units, so its pixel metrics take the predictions as they are (`rescale=\"none\"`).\n", _evaluation_summary(evaluation_rows)]
     elif evaluation_note:
         text.append(evaluation_note + "\n")
     text.append("## Timings\n")
