@@ -92,3 +92,18 @@ def test_demo_quick_end_to_end(tmp_path):
     again = subprocess.run([*CLI, "demo", "--quick", "--out", str(out), "--no-progress", "--num-threads", "1"],
                            env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_summary_of_a_volume_without_nuclei_and_of_a_constant_prediction():
+    target = np.linspace(-2, 2, 1000).reshape(10, 10, 10)
+    empty = np.zeros(target.shape, np.uint16)
+    row = summarize("m", [np.full(target.shape, 0.5)], [target], [empty])
+    # no nucleus: the whole volume is far background (not zones measured from a corner)
+    assert np.isnan(row["shown_rim"]) and np.isnan(row["shown_near"])
+    assert row["shown_far"] == pytest.approx(1.5 / (np.percentile(target, 99.8) + 1))
+    # a zone missing from one volume is averaged over the others; other NaNs stay NaN
+    mask = np.zeros(target.shape, np.uint16)
+    mask[5:] = 1
+    two = summarize("m", [np.full(target.shape, 0.5), np.full(target.shape, 0.5)], [target, target], [empty, mask])
+    assert not np.isnan(two["shown_rim"])
+    assert np.isnan(two["pearson_foreground"])  # a constant prediction has no correlation
