@@ -58,8 +58,14 @@ def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
 
 
 def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
-    r"""\sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1)."""
-    c = x.double().clamp(-1.0, 1.0)
+    r"""\sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1).
+
+    Its derivative is the sigmoid's inside the open interval (-1, 1) and 0 at ``|x| >= 1``, ends
+    included (docs/design.md), written out here rather than left to ``torch.clamp``'s backward, whose
+    value at the ends differs between torch versions."""
+    v = x.double()
+    inside = (v > -1.0) & (v < 1.0)
+    c = torch.where(inside, v, v.detach().clamp(-1.0, 1.0))
     return ((c - k * c) / (k - 2.0 * k * c.abs() + 1.0)).to(x.dtype)
 
 

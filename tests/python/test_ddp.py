@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,6 +17,7 @@ from spotlight_ops.training.log import read_log
 from _training_helpers import tiny_config, tiny_dataset
 
 WORLD = 2
+DEADLINE_S = 300  # the whole test takes about 15 s: past this the processes hang, and CI must not
 
 
 def free_port() -> int:
@@ -51,7 +54,14 @@ def _worker(rank: int, ports: list, csv: str, root: str) -> None:
 def test_two_processes_over_gloo_train_and_resume_exactly(tmp_path):
     dataset = tiny_dataset(tmp_path / "data")
     ports = [free_port() for _ in range(3)]
-    mp.spawn(_worker, args=(ports, str(dataset["train"]), str(tmp_path)), nprocs=WORLD, join=True)
+    context = mp.start_processes(_worker, args=(ports, str(dataset["train"]), str(tmp_path)), nprocs=WORLD,
+                                 join=False, start_method="spawn")
+    deadline = time.monotonic() + DEADLINE_S
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the two DDP processes did not finish within {DEADLINE_S} s (a hang): killed")
     a, b = read_log(tmp_path / "a" / "log.csv"), read_log(tmp_path / "b" / "log.csv")
     assert [r["iteration"] for r in a] == list(range(1, 7))
     assert [(r["iteration"], r["loss"]) for r in a] == [(r["iteration"], r["loss"]) for r in b]

@@ -37,6 +37,27 @@ def test_gradcheck_inside_and_zero_outside():
     assert out.grad.tolist() == [0.0, 0.0]
 
 
+def test_gradient_is_zero_at_the_ends_of_the_clamp_in_op_and_reference():
+    """|x| = 1 exactly: 0 (docs/design.md), in the op and in the reference, whatever torch.clamp's
+    backward does there (torch 2.11 passes the gradient at the ends, 2.14.1 does not)."""
+    k = -0.95
+    x = torch.tensor([-1.0, 1.0, -1.0 + 2**-40, 1.0 - 2**-40], dtype=torch.float64)
+    inside = (1 - k * k) / (k - 2 * k * (1.0 - 2**-40) + 1) ** 2
+    for f in (so.tunable_sigmoid, so.reference.tunable_sigmoid):
+        v = x.clone().requires_grad_()
+        f(v, k).sum().backward()
+        assert v.grad[:2].tolist() == [0.0, 0.0]
+        torch.testing.assert_close(v.grad[2:], torch.full((2,), inside, dtype=torch.float64))
+    # the case hypothesis found: a constant target sample, predictions exactly T - 1 and T + 1
+    p = torch.tensor([[4.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([[3.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    pa, pr = p.clone().requires_grad_(), p.clone().requires_grad_()
+    so.loss(pa, y).backward()
+    so.reference.loss(pr, y, so.otsu_threshold(y)).backward()
+    assert pa.grad[1].tolist() == [0.0, 0.0]
+    torch.testing.assert_close(pa.grad, pr.grad, rtol=1e-12, atol=1e-15)
+
+
 def test_non_contiguous():
     x = torch.randn(6, 5).t()
     torch.testing.assert_close(so.tunable_sigmoid(x), so.tunable_sigmoid(x.contiguous()))

@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -119,6 +120,13 @@ def train(config: TrainConfig, resume: bool = False,
     threads = torch.get_num_threads()
     try:
         return _train(config, resume, on_iteration, ctx)
+    except BaseException as err:
+        # _train's finished frames, kept alive by the traceback, hold the DDP model, whose reducer
+        # holds the process group. Free them now, while the group exists: dying later, after
+        # destroy_process_group, a gloo group's destructor can block forever joining its threads
+        # (seen with torch 2.11 when on_iteration raised in both processes).
+        traceback.clear_frames(err.__traceback__)
+        raise
     finally:
         torch.set_num_threads(threads)  # num_threads is this run's setting, not the caller's
         D.shutdown(ctx)
