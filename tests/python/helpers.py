@@ -38,3 +38,31 @@ def bin_width(x: torch.Tensor, bins: int = 256) -> torch.Tensor:
 
 def as_numpy64(x: torch.Tensor) -> np.ndarray:
     return x.detach().double().cpu().numpy()
+
+
+def _opcheck_inputs(device, dtype, requires_grad=True):
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(3, 2, 5, dtype=dtype, generator=gen).to(device)
+    p = (0.3 + 0.4 * torch.rand(3, 2, 5, dtype=dtype, generator=gen)).to(device).requires_grad_(requires_grad)
+    return p, y
+
+
+def opcheck_cases(device, dtype=torch.float64):
+    """(op overload, args) for torch.library.opcheck: every op of the library, 20 cases."""
+    p, y = _opcheck_inputs(device, dtype)
+    m = y > 0.5
+    t = torch.tensor([0.4, 0.5, 0.6], dtype=dtype, device=device)
+    ops = torch.ops.spotlight
+    yield ops.otsu_threshold.default, (y, 256)
+    yield ops.otsu_standardize.default, (y.clone().requires_grad_(), 64)
+    yield ops.tunable_sigmoid.default, (p, -0.95)
+    yield ops._tunable_sigmoid_backward.default, (torch.ones_like(y), y, -0.5)
+    for red in ("batch", "mean", "none"):
+        yield ops.masked_mse.default, (p, y, m, "foreground", red)
+        yield ops.soft_dice.default, (p, m, 1e-6, red)
+        yield ops.loss.default, (p, y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
+        yield ops.loss.default, (p, y, t, 0.3, -0.9, 1e-6, 256, "all", red)
+        yield ops._loss_forward.default, (p.detach(), y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
+    fwd = ops._loss_forward.default(p.detach(), y, t, 0.5, -0.95, 1e-6, 256, "foreground", "none")
+    yield ops._loss_backward.default, (torch.ones(3, dtype=dtype, device=device), p.detach(), y, fwd[1],
+                                       fwd[2], 0.5, -0.95, 1e-6, "foreground", "none", True)

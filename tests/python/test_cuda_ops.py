@@ -13,7 +13,7 @@ import torch
 
 import spotlight_ops as so
 from conftest import requires_cuda
-from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, pred_like
+from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, opcheck_cases, pred_like
 
 pytestmark = requires_cuda
 
@@ -419,34 +419,12 @@ def test_torch_compile_reduce_overhead(threshold):
     torch.testing.assert_close(got_grad, eager_p.grad, rtol=1e-6, atol=0)
 
 
-def opcheck_cases():
-    gen = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.float64):
-        y = torch.rand(3, 2, 5, dtype=dtype, generator=gen).to(DEVICE)
-        p = (0.3 + 0.4 * torch.rand(3, 2, 5, dtype=dtype, generator=gen)).to(DEVICE).requires_grad_()
-        m = y > 0.5
-        t = torch.tensor([0.4, 0.5, 0.6], dtype=dtype, device=DEVICE)
-        ops = torch.ops.spotlight
-        yield ops.otsu_threshold.default, (y, 256)
-        yield ops.otsu_standardize.default, (y.clone().requires_grad_(), 64)
-        yield ops.tunable_sigmoid.default, (p, -0.95)
-        yield ops._tunable_sigmoid_backward.default, (torch.ones_like(y), y, -0.5)
-        for red in REDUCTIONS:
-            yield ops.masked_mse.default, (p, y, m, "foreground", red)
-            yield ops.soft_dice.default, (p, m, 1e-6, red)
-            yield ops.loss.default, (p, y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
-            yield ops.loss.default, (p, y, t, 0.3, -0.9, 1e-6, 256, "all", red)
-            yield ops._loss_forward.default, (p.detach(), y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
-        fwd = ops._loss_forward.default(p.detach(), y, t, 0.5, -0.95, 1e-6, 256, "foreground", "none")
-        yield ops._loss_backward.default, (torch.ones(3, dtype=dtype, device=DEVICE), p.detach(), y, fwd[1], fwd[2],
-                                           0.5, -0.95, 1e-6, "foreground", "none", True)
-
-
 def test_opcheck_on_cuda():
     n = 0
-    for op, args in opcheck_cases():
-        torch.library.opcheck(op, args)
-        n += 1
+    for dtype in (torch.float32, torch.float64):
+        for op, args in opcheck_cases(DEVICE, dtype):
+            torch.library.opcheck(op, args)
+            n += 1
     assert n == 40
 
 
