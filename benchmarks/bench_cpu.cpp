@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_data.hpp"
 #include "spotlight/cpu/executor.hpp"
 #include "spotlight/cpu/loss.hpp"
 #include "spotlight/cpu/otsu.hpp"
@@ -32,48 +33,20 @@ using spotlight::index_t;
 
 namespace {
 
-struct Shape {
-  const char* name;
-  index_t samples, voxels;
-};
+using spotlight_bench::kShapes;
+using spotlight_bench::Shape;
 
-// The training batch 24x1x32x64x64, a full volume 1x1x64x624x924, and 1x1x60x256x256.
-constexpr Shape kShapes[] = {
-    {"24x1x32x64x64", 24, 32 * 64 * 64},
-    {"1x1x64x624x924", 1, 64 * 624 * 924},
-    {"1x1x60x256x256", 1, 60 * 256 * 256},
-};
-
-// A target like a standardized fluorescence volume: dim noisy background,
-// about a fifth of the voxels in bright blobs; the prediction is the target
-// plus noise. Deterministic, and cheap to make for 37M voxels.
 struct Data {
   std::vector<float> pred, target, grad, out;
 };
-
-std::uint32_t next(std::uint64_t& s) {
-  s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-  return static_cast<std::uint32_t>(s >> 32);
-}
-float uniform(std::uint64_t& s) { return static_cast<float>(next(s) >> 8) * (1.0f / 16777216.0f); }
 
 const Data& data_for(const Shape& shape) {
   static std::vector<Data> cache(std::size(kShapes));
   Data& d = cache[static_cast<size_t>(&shape - kShapes)];
   if (d.target.empty()) {
-    const size_t n = static_cast<size_t>(shape.samples * shape.voxels);
-    d.pred.resize(n);
-    d.target.resize(n);
-    d.grad.resize(n);
-    d.out.resize(n);
-    std::uint64_t s = 12345;
-    for (size_t i = 0; i < n; ++i) {
-      const float noise = uniform(s) + uniform(s) + uniform(s) - 1.5f;  // roughly normal, sd 0.5
-      const bool blob = ((i / 97) * 2654435761u) % 5 == 0;                // runs of 97 voxels
-      const float y = (blob ? 1.5f : -0.4f) + 0.3f * noise;
-      d.target[i] = y;
-      d.pred[i] = y + 0.4f * (uniform(s) - 0.5f);
-    }
+    spotlight_bench::make_data(shape, d.pred, d.target);
+    d.grad.resize(d.target.size());
+    d.out.resize(d.target.size());
   }
   return d;
 }

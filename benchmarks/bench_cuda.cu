@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_data.hpp"
 #include "spotlight/cuda.cuh"
 
 namespace scu = spotlight::cuda;
@@ -21,16 +22,8 @@ using spotlight::index_t;
 
 namespace {
 
-struct Shape {
-  const char* name;
-  index_t samples, voxels;
-};
-
-constexpr Shape kShapes[] = {
-    {"24x1x32x64x64", 24, 32 * 64 * 64},
-    {"1x1x64x624x924", 1, 64 * 624 * 924},
-    {"1x1x60x256x256", 1, 60 * 256 * 256},
-};
+using spotlight_bench::kShapes;
+using spotlight_bench::Shape;
 
 bool check(benchmark::State& state, cudaError_t e) {
   if (e == cudaSuccess) return true;
@@ -56,12 +49,6 @@ struct Data {
   DevicePtr<float> pred, target, grad, out;
 };
 
-std::uint32_t next(std::uint64_t& s) {
-  s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-  return static_cast<std::uint32_t>(s >> 32);
-}
-float uniform(std::uint64_t& s) { return static_cast<float>(next(s) >> 8) * (1.0f / 16777216.0f); }
-
 Data* data_for(benchmark::State& state, const Shape& shape) {
   static std::vector<std::unique_ptr<Data>> cache(std::size(kShapes));
   auto& d = cache[static_cast<size_t>(&shape - kShapes)];
@@ -71,16 +58,9 @@ Data* data_for(benchmark::State& state, const Shape& shape) {
     state.SkipWithError("no CUDA device");
     return nullptr;
   }
-  const size_t n = static_cast<size_t>(shape.samples * shape.voxels);
-  std::vector<float> pred(n), target(n);
-  std::uint64_t s = 12345;
-  for (size_t i = 0; i < n; ++i) {
-    const float noise = uniform(s) + uniform(s) + uniform(s) - 1.5f;
-    const bool blob = ((i / 97) * 2654435761u) % 5 == 0;
-    const float y = (blob ? 1.5f : -0.4f) + 0.3f * noise;
-    target[i] = y;
-    pred[i] = y + 0.4f * (uniform(s) - 0.5f);
-  }
+  std::vector<float> pred, target;
+  spotlight_bench::make_data(shape, pred, target);
+  const size_t n = target.size();
   auto nd = std::make_unique<Data>();
   nd->pred = device_alloc<float>(n);
   nd->target = device_alloc<float>(n);
