@@ -216,3 +216,40 @@ def test_targets_are_otsu_standardized_by_the_data_pipeline(tmp_path):
     paper = evaluate_models({"copy": [standardized]}, [target], [labels], tmp_path, target_norm="none",
                             rescale="range", target_range=(lo, hi), **common)
     assert paper[1]["psnr"] > 100  # the copy spans the target's own range here, so it maps back onto it
+
+
+def test_the_papers_rescaling_reads_the_training_targets_range_from_a_run(tmp_path):
+    """rescale='range' with training_run: min and max over the run's training targets, in target_norm units."""
+    from spotlight_ops.data import ManifestRow, write_manifest, write_volume
+    from spotlight_ops.data.preprocess import otsu_standardize_volume
+    from spotlight_ops.evaluation.rescaling import training_target_range
+
+    rows = []
+    volumes = [nuclei_scene(shape=(12, 24, 24), seed=s)[1].astype(np.float32) for s in (7, 8)]
+    for k, volume in enumerate(volumes):
+        row = ManifestRow(tmp_path / f"s{k}.tif", tmp_path / f"t{k}.tif")
+        write_volume(row.signal, volume)
+        write_volume(row.target, volume * (k + 1))
+        rows.append(row)
+    write_manifest(tmp_path / "train.csv", rows)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"train_csv: {tmp_path / 'train.csv'}\nsmooth_threshold: false\n")
+    raw = training_target_range(run, "none")
+    assert raw == (float(volumes[0].min()), float(2 * volumes[1].max()))
+    standardized = [otsu_standardize_volume(v * (k + 1)) for k, v in enumerate(volumes)]
+    assert training_target_range(run, "otsu") == pytest.approx(
+        (min(float(s.min()) for s in standardized), max(float(s.max()) for s in standardized)))
+    labels, target = nuclei_scene(shape=(12, 32, 32), seed=9)
+    prediction = ndimage.gaussian_filter(target, 1.0)
+    out = evaluate_models({"m": [prediction]}, [target], [labels], tmp_path / "eval", rescale="range",
+                          training_run=run, target_norm="none", sweep_fractions=(), progress=False, plots=False,
+                          morphology=False, tune_segmentation=False)
+    lo, hi = raw
+    expected = lo + (prediction - prediction.min()) * (hi - lo) / (prediction.max() - prediction.min())
+    from spotlight_ops.evaluation import psnr
+
+    assert out[1]["psnr"] == pytest.approx(psnr(target, expected, float(target.max() - target.min())))
+    assert "Combined training targets of" in (tmp_path / "eval" / "report.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no config.yaml"):
+        training_target_range(tmp_path, "none")
