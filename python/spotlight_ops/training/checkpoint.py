@@ -82,6 +82,8 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raw = path.read_bytes()
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read checkpoint ({err})") from err
+    if not raw.startswith(MAGIC[:len(raw)]):
+        raise CheckpointError(f"{path}: not a spotlight checkpoint (bad magic bytes)")
     if len(raw) < _HEADER.size:
         raise CheckpointError(f"{path}: checkpoint truncated ({len(raw)} bytes, shorter than its header)")
     magic, digest, length = _HEADER.unpack_from(raw)

@@ -101,6 +101,11 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes, label: Optional[str]
             os.fsync(handle.fileno())
         fault_point(f"synced:{path}")
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno is None or err.filename not in (None, str(tmp), tmp):
+            raise
+        # name the destination, not the temporary (which is removed below)
+        raise type(err)(err.errno, err.strerror, str(path)) from err
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -83,7 +83,7 @@ class _StopRequests:
 
 
 def default_num_threads() -> int:
-    """Threads when ``num_threads`` is not set: half the CPUs this process may use, at least 1, at most 8.
+    """Threads when ``num_threads`` is not set: half the CPUs this process may use, at least 1.
 
     torch's default (all cores) stalls on a shared machine: its OpenMP threads spin waiting for each
     other while other processes hold the cores (docs/training.md, "Threads", has the measurements).
@@ -92,7 +92,7 @@ def default_num_threads() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus // 2))
+    return max(1, cpus // 2)
 
 
 def _duration(seconds: float) -> str:
