@@ -114,6 +114,9 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
         foreground = target > 0
     else:
         foreground = target > threshold
+        raw = target.astype(np.float64)
+        target_stats = {"target_mean": float(raw.mean()), "target_std": float(raw.std())}
+        del raw
         target = preprocess.standardize(target)
     if mask is not None:
         mask = preprocess.resample(mask, factors, labels=True)
@@ -122,9 +125,12 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
         raise DataError(row.signal, f"volume of shape {signal.shape} (after resampling) is smaller than the crop "
                                     f"multiple {config.crop_multiple} along some axis")
     crop = (lambda a: None if a is None else np.ascontiguousarray(a[box]))
+    info = {"otsu_threshold": threshold, "foreground_fraction": foreground_fraction,
+            "crop_box": [(b.start, b.stop) for b in box]}
+    if config.target_norm != "otsu":
+        info.update(target_stats)
     return VolumePair(signal=crop(signal), target=crop(target), foreground=crop(foreground), source=row,
-                      mask=crop(mask), info={"otsu_threshold": threshold, "foreground_fraction": foreground_fraction,
-                                             "crop_box": [(b.start, b.stop) for b in box]})
+                      mask=crop(mask), info=info)
 
 
 def load_pairs(manifest: Union[str, Path, Sequence[ManifestRow]], config: Optional[PreprocessConfig] = None,
@@ -217,4 +223,5 @@ def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict
         mask = np.ascontiguousarray(mask[box])
     return VolumePair(signal=signal, target=target, foreground=foreground, source=row, mask=mask,
                       info={"otsu_threshold": stats["threshold"], "foreground_fraction": stats["foreground_fraction"],
-                            "crop_box": [(b.start, b.stop) for b in box]})
+                            "crop_box": [(b.start, b.stop) for b in box], "target_mean": stats["target_mean"],
+                            "target_std": stats["target_std"]})

@@ -1,7 +1,8 @@
 """Loss logging: a CSV file (always) and TensorBoard (when installed and wanted).
 
-The CSV ``log.csv`` has columns ``iteration,loss,seconds``; ``loss`` is written with ``repr``
-so it reads back bit-exactly. On resume the rows after the checkpoint's iteration (written
+The CSV ``log.csv`` has columns ``iteration,loss,seconds`` and then any extra named metric
+columns (validation: ``val_loss,val_fg_pred,val_fg_target``, empty in rows without them); numbers
+are written with ``repr`` so they read back bit-exactly. On resume the rows after the checkpoint's iteration (written
 before a crash) are dropped, so the log always matches the state it continues from.
 """
 
@@ -24,25 +25,32 @@ def read_log(path: Union[str, Path]) -> list[dict]:
     with open(path, newline="") as handle:
         for raw in csv.DictReader(handle):
             try:
-                rows.append({"iteration": int(raw["iteration"]), "loss": float(raw["loss"]),
-                             "seconds": float(raw["seconds"])})
+                row = {"iteration": int(raw["iteration"]), "loss": float(raw["loss"]),
+                       "seconds": float(raw["seconds"])}
+                for name, value in raw.items():
+                    if name is not None and name not in row:
+                        row[name] = float(value) if value not in (None, "") else None
             except (TypeError, ValueError, KeyError):
                 continue
+            rows.append(row)
     return rows
 
 
 class LossLog:
     """Appends ``(iteration, loss)`` rows to ``log.csv`` and optionally TensorBoard."""
 
-    def __init__(self, run_dir: Union[str, Path], resume_from_iteration: int = 0, tensorboard="auto") -> None:
+    def __init__(self, run_dir: Union[str, Path], resume_from_iteration: int = 0, tensorboard="auto",
+                 extra_columns: tuple = ()) -> None:
         self.path = Path(run_dir) / "log.csv"
+        self.extra_columns = tuple(extra_columns)
         kept = [r for r in read_log(self.path) if r["iteration"] <= resume_from_iteration] \
             if resume_from_iteration > 0 else []
+        self.rows = kept
         self._handle = open(self.path, "w", newline="")
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(COLUMNS)
+        self._writer.writerow(COLUMNS + self.extra_columns)
         for r in kept:
-            self._writer.writerow([r["iteration"], repr(r["loss"]), repr(r["seconds"])])
+            self._writer.writerow([r["iteration"], repr(r["loss"]), repr(r["seconds"])] + self._extras(r))
         self._handle.flush()
         self._offset = kept[-1]["seconds"] if kept else 0.0
         self._start = time.monotonic()
@@ -60,12 +68,24 @@ class LossLog:
             return None
         return SummaryWriter(str(folder))
 
-    def log(self, iteration: int, loss: float) -> None:
+    def _extras(self, metrics: dict) -> list:
+        return ["" if metrics.get(c) is None else repr(float(metrics[c])) for c in self.extra_columns]
+
+    def log(self, iteration: int, loss: float, **metrics: float) -> None:
+        """One row; ``metrics`` fill the extra columns of their names (others stay empty)."""
+        unknown = sorted(set(metrics) - set(self.extra_columns))
+        if unknown:
+            raise ValueError(f"metrics {unknown} are not columns of {self.path} ({self.extra_columns})")
         seconds = self._offset + time.monotonic() - self._start
-        self._writer.writerow([iteration, repr(float(loss)), f"{seconds:.3f}"])
+        self._writer.writerow([iteration, repr(float(loss)), f"{seconds:.3f}"] + self._extras(metrics))
         self._handle.flush()  # a killed process loses at most the row being written
+        self.rows.append({"iteration": iteration, "loss": float(loss), "seconds": seconds,
+                          **{c: metrics.get(c) for c in self.extra_columns}})
         if self._tb is not None:
             self._tb.add_scalar("loss/train", loss, iteration)
+            for name, value in metrics.items():
+                if value is not None:
+                    self._tb.add_scalar(name.replace("val_", "val/", 1), value, iteration)
 
     def close(self) -> None:
         self._handle.close()
