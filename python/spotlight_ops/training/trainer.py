@@ -33,6 +33,7 @@ from . import distributed as D
 from .checkpoint import CheckpointError, CheckpointManager, save_atomic
 from .config import TrainConfig, write_yaml
 from .log import LossLog
+from .monitor import FRACTION_COLUMNS, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 
 FORMAT_VERSION = 1
@@ -212,7 +213,8 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
                 "sampler": sampler_states, "world_size": ctx.world_size,
                 "preprocess": dataclasses.asdict(config.preprocess())}
 
-    log = LossLog(run_dir, start, config.tensorboard) if ctx.is_main else None
+    log = LossLog(run_dir, start, config.tensorboard, columns=FRACTION_COLUMNS) if ctx.is_main else None
+    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
     from tqdm import tqdm
 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
@@ -235,9 +237,12 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; the last checkpoint "
                                          f"in {manager.folder} is intact (lower lr or check the data)")
-            if log is not None and (iteration % config.log_every == 0 or iteration == config.iterations):
-                log.log(iteration, loss_value)
-                bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+            if iteration % config.log_every == 0 or iteration == config.iterations:  # the same on every rank
+                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
+                fg_pred, fg_target = fractions.tolist()
+                if log is not None:
+                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target})
+                    bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
                 state = checkpoint_payload(iteration)
