@@ -32,7 +32,8 @@ from ..models import FNet
 from . import distributed as D
 from .checkpoint import CheckpointError, CheckpointManager, save_atomic
 from .config import TrainConfig, write_yaml
-from .log import LossLog
+from .log import LossLog, read_log
+from .monitor import FRACTION_COLUMNS, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from . import validation as V
 
@@ -221,8 +222,9 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
                                   config.min_foreground_fraction, config.max_retries, progress=config.progress)
         validator = V.Validator(patches, criterion, config.batch_size // ctx.world_size, ctx.device,
                                 autocast if amp_enabled else None)
-    log = LossLog(run_dir, start, config.tensorboard, extra_columns=V.COLUMNS if val_rows else ()) \
-        if ctx.is_main else None
+    columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
+    log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
+    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
     from tqdm import tqdm
 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
@@ -245,18 +247,23 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; the last checkpoint "
                                          f"in {manager.folder} is intact (lower lr or check the data)")
+            val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
             metrics = {}
-            if validator is not None and (iteration % config.val_every == 0 or iteration == config.iterations):
+            if validator is not None and val_due:
                 metrics = validator.evaluate(bare_model)
                 if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
                     best = {"val_loss": metrics["val_loss"], "iteration": iteration}
                     save_atomic(manager.folder / "checkpoint_best.pt", _model_file(config, bare_model, iteration,
                                                                                   validation=dict(best)))
-            if log is not None and (iteration % config.log_every == 0 or iteration == config.iterations or metrics):
-                log.log(iteration, loss_value, **metrics)
-                if metrics:
-                    V.plot_losses(log.rows, run_dir / "loss_curve.png")
-                bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+            if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
+                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
+                fg_pred, fg_target = fractions.tolist()
+                if log is not None:
+                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                    **metrics})
+                    if metrics:
+                        V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
+                    bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
                 state = checkpoint_payload(iteration)

@@ -31,7 +31,9 @@ import torch
 
 from ..data import DataError, ManifestRow, PatchSampler, PreprocessConfig, load_pair
 
-COLUMNS = ("val_loss", "val_fg_pred", "val_fg_target")
+# log.csv column -> TensorBoard tag
+COLUMNS = {"val_loss": "loss/val", "val_fg_pred": "foreground_fraction/val_pred",
+           "val_fg_target": "foreground_fraction/val_target"}
 
 
 def split_rows(rows: Sequence[ManifestRow], fraction: float, seed: int) -> tuple:
