@@ -30,16 +30,18 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..data import PatchSampler, load_pairs
+from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
 from ..models import FNet
 from . import distributed as D
 from ..models import model_file
 from .checkpoint import CheckpointError, CheckpointManager, read_digest
 from .config import TrainConfig, write_yaml
-from .log import LossLog
+from .log import LossLog, read_log
+from .monitor import FRACTION_COLUMNS, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .runfiles import RunLock, remove_temporaries
 from .schedule import learning_rate
+from . import validation as V
 
 FORMAT_VERSION = 1
 
@@ -236,9 +238,8 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
 
 def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int, digest: Optional[str]) -> Path:
     """model.pt from the weights of the checkpoint with payload SHA-256 ``digest`` (recorded as its source)."""
-    payload = model_file.model_payload(bare_model, dataclasses.asdict(config.preprocess()), config.to_dict(),
-                                       iteration, {"checkpoint": "checkpoints/checkpoint_latest.pt",
-                                                   "iteration": iteration, "sha256": digest})
+    payload = _model_file(config, bare_model, iteration, {"checkpoint": "checkpoints/checkpoint_latest.pt",
+                                                          "iteration": iteration, "sha256": digest})
     return model_file.write_model_file(run_dir / model_file.MODEL_NAME, payload)
 
 
@@ -290,7 +291,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = not config.deterministic
 
-    pairs = load_pairs(config.train_csv, config.preprocess(), progress=config.progress and ctx.is_main)
+    pairs, val_rows = _training_data(config, run_dir, ctx)
     seed_everything(config.seed)  # the same initial weights on every process
     model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
@@ -299,8 +300,9 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
     scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
     sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size, seed=config.seed,
                            rank=ctx.rank, min_foreground_fraction=config.min_foreground_fraction,
-                           max_retries=config.max_retries)
+                           max_retries=config.max_retries, augment=config.augment)
     start = 0
+    best = {"val_loss": None, "iteration": None}
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -316,7 +318,8 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
             sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size,
                                    seed=config.seed + 7919 * start, rank=ctx.rank,
                                    min_foreground_fraction=config.min_foreground_fraction,
-                                   max_retries=config.max_retries)
+                                   max_retries=config.max_retries, augment=config.augment)
+        best = dict(payload.get("validation") or best)
         saved_digest = read_digest(payload["_path"])
         if ctx.is_main:
             print(f"Resuming {run_dir} from {payload['_path']} at iteration {start}.", file=sys.stderr)
@@ -341,7 +344,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                 "model_config": bare_model.config(), "model": bare_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
                 "sampler": sampler_states, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
-                "preprocess": dataclasses.asdict(config.preprocess())}
+                "preprocess": dataclasses.asdict(config.preprocess()), "validation": dict(best)}
 
     def save_checkpoint(iteration: int) -> None:
         nonlocal saved_digest, saved_at
@@ -354,7 +357,15 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         return learning_rate(iteration, config.lr, config.lr_schedule, config.warmup_iterations,
                              config.iterations, config.min_lr)
 
-    log = LossLog(run_dir, start, config.tensorboard) if ctx.is_main else None
+    validator = None
+    if val_rows and ctx.is_main:
+        patches = V.fixed_patches(val_rows, config.preprocess(), config.patch_size, config.val_patches, config.seed,
+                                  config.min_foreground_fraction, config.max_retries, progress=config.progress)
+        validator = V.Validator(patches, criterion, config.batch_size // ctx.world_size, ctx.device,
+                                autocast if amp_enabled else None)
+    columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
+    log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
+    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
     from tqdm import tqdm
 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
@@ -399,9 +410,23 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                          f"{min(config.checkpoint_every, config.iterations)})")
                 raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; {where}; lower --lr "
                                          f"or check the data of {config.train_csv} (targets of extreme values?)")
-            if log is not None and (iteration % config.log_every == 0 or iteration == config.iterations):
-                log.log(iteration, loss_value)
-                bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+            val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
+            metrics = {}
+            if validator is not None and val_due:
+                metrics = validator.evaluate(bare_model)
+                if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
+                    best = {"val_loss": metrics["val_loss"], "iteration": iteration}
+                    model_file.write_model_file(manager.folder / "checkpoint_best.pt",
+                                                _model_file(config, bare_model, iteration, validation=dict(best)))
+            if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
+                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
+                fg_pred, fg_target = fractions.tolist()
+                if log is not None:
+                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                    **metrics})
+                    if metrics:
+                        V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
+                    bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
                 save_checkpoint(iteration)
@@ -425,3 +450,31 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         model_path = _write_model(run_dir, bare_model, config, config.iterations, saved_digest)
     D.barrier(ctx)
     return TrainResult(run_dir, config.iterations, True, model_path=model_path, last_loss=loss_value)
+
+
+def _model_file(config: TrainConfig, model: nn.Module, iteration: int, source: Optional[dict] = None,
+                **extra) -> dict:
+    """What ``model.pt`` and ``checkpoint_best.pt`` hold (:mod:`spotlight_ops.models.model_file`)."""
+    payload = model_file.model_payload(model, dataclasses.asdict(config.preprocess()), config.to_dict(), iteration,
+                                       source)
+    payload.update(extra)
+    return payload
+
+
+def _training_data(config: TrainConfig, run_dir: Path, ctx: D.DistContext) -> tuple:
+    """``(pairs, val_rows)``: the training volumes (all in memory, or a :class:`VolumeBuffer`) and the held-out rows."""
+    rows = read_manifest(config.train_csv)
+    val_rows = read_manifest(config.val_csv) if config.val_csv else []
+    if config.val_fraction:
+        rows, val_rows = V.split_rows(rows, config.val_fraction, config.seed)
+    progress = config.progress and ctx.is_main
+    if not config.buffer_size:
+        return load_pairs(rows, config.preprocess(), progress=progress), val_rows
+    cache = StatsCache(config.stats_cache or run_dir / "preprocess_stats.json")
+    buffer = VolumeBuffer(rows, config.preprocess(), config.buffer_size, config.buffer_switch_every, cache,
+                          seed=config.seed, rank=ctx.rank, progress=progress)
+    if ctx.is_main:
+        print(f"Volume buffer: {buffer.size} of {len(rows)} pairs in memory, one switched every "
+              f"{config.buffer_switch_every} iterations; statistics: {cache.hits} cached, {cache.misses} computed "
+              f"({cache.path})", file=sys.stderr)
+    return buffer, val_rows
