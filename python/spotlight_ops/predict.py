@@ -192,7 +192,8 @@ def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = D
 
 def predict_file(model: FNet, preprocess: PreprocessConfig, signal_path: Union[str, Path],
                  out_path: Union[str, Path], **kwargs) -> Path:
-    """Reads, preprocesses, predicts and writes one signal TIFF, keeping its voxel size."""
+    """Reads, preprocesses, predicts and writes one signal volume (TIFF, OME-TIFF or OME-Zarr), keeping its
+    voxel size; ``out_path``'s name chooses the output's kind (:func:`spotlight_ops.data.write_volume`)."""
     raw = read_volume(signal_path, "signal")
     signal = prepare_signal(raw, preprocess)
     prediction = predict_volume(model, signal, **kwargs)
@@ -228,7 +229,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="overlap of neighbouring tiles (default %(default)s)")
     p.add_argument("--tta", nargs="?", const="yx", choices=list(TTA_MODES), default=None,
                    help="test-time augmentation: average the predictions of flipped copies, along y and x "
-                        "(--tta or --tta yx: 4 passes' worth) or z, y and x (--tta zyx: 8)")
+                        "(--tta or --tta yx: 4 times the compute) or z, y and x (--tta zyx: 8); a bare --tta "
+                        "goes after the input paths or before another flag")
     p.add_argument("--batch-tiles", dest="batch_tiles", type=int, default=1,
                    help="tiles per forward pass (each with its TTA flips; default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
