@@ -86,11 +86,14 @@ class StatsCache:
         """temp file + fsync + rename: a kill leaves the old cache or the new one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w") as handle:
-            json.dump({"version": CACHE_VERSION, "entries": self.entries}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w") as handle:
+                json.dump({"version": CACHE_VERSION, "entries": self.entries}, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no temporary behind
 
 
 class VolumeBuffer:

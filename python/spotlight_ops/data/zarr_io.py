@@ -10,6 +10,7 @@ spotlight-ops[zarr]``); without it a Zarr path is a :class:`DataError` saying so
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -35,10 +36,12 @@ def is_zarr(path: PathLike) -> bool:
 
 def _modules():
     try:
-        import zarr
-        from ome_zarr.io import parse_url
-        from ome_zarr.reader import Multiscales, Reader
-        from ome_zarr.writer import write_image
+        with warnings.catch_warnings():  # ome_zarr.writer builds a deprecated Scaler as a default argument
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import zarr
+            from ome_zarr.io import parse_url
+            from ome_zarr.reader import Multiscales, Reader
+            from ome_zarr.writer import write_image
     except ImportError as err:
         raise ImportError("OME-Zarr needs the ome-zarr package: pip install 'spotlight-ops[zarr]' "
                           "(or pip install ome-zarr)") from err
