@@ -329,11 +329,11 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
                                                                    for k, v in settings.items()}}, indent=2))
     say(f"Report: {out_dir / 'report.md'} ({timings['total']:.0f} s)")
     say(_markdown_table(rows))
-    if pattern is not None:
+    if pattern is not None:  # the result: printed even without progress output
         for line in pattern.lines:
-            say(line)
+            print(line, flush=True)
     elif evaluation_note:
-        say(evaluation_note)
+        print(evaluation_note, flush=True)
     return {"rows": rows, "timings": timings, "evaluation": evaluation_rows, "pattern": pattern,
             "provenance": provenance}
 
