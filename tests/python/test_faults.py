@@ -259,9 +259,9 @@ def test_read_only_out_is_one_line(dataset, tmp_path, capsys):
             folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("damage", [b"train_csv: /data/a.csv\nloss: spot", b"\x00\x9f\xffPK\x03\x04 binary",
-                                    b"- a list\n- not a mapping\n", b"lr: abc\n"],
-                         ids=["torn", "binary", "list", "bad-value"])
+@pytest.mark.parametrize("damage", [b"train_csv: /data/a.csv\nloss: spot", b"train_csv: /data/tr",
+                                    b"\x00\x9f\xffPK\x03\x04 binary", b"- a list\n- not a mapping\n", b"lr: abc\n"],
+                         ids=["torn", "torn-but-valid-yaml", "binary", "list", "bad-value"])
 def test_damaged_config_yaml_resumes_from_the_checkpoint(dataset, tmp_path, reference, capsys, damage):
     run = tmp_path / "run"
     assert main(cli_train(dataset, run, "--iterations", str(EVERY))) == 0
