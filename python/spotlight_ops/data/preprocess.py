@@ -17,21 +17,11 @@ import scipy.ndimage as ndi
 import torch
 
 
-def _otsu_standardized(x: np.ndarray):
-    """The op's ``(x - T) / std(x)`` of one float32 volume with its T, and the op's stats (scale,
-    mean * scale, 1 / (std * scale)): one std algorithm (``spotlight/core/moments.hpp``), no copy here."""
-    import spotlight_ops  # noqa: F401  (loads the op library; imported late so the data package loads without it)
-
-    y, t, stats = torch.ops.spotlight._otsu_standardize_forward(torch.from_numpy(x)[None], 256)
-    scale, mean, inv_std = (float(v) for v in stats[0])
-    return y[0].numpy(), float(t[0]), scale, mean, inv_std
-
-
 def standardize(volume: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` in float32, std with ddof 0 (1 where the volume is constant):
-    ``(x - T) / std - (mean - T) / std`` from the op."""
-    y, t, scale, mean, inv_std = _otsu_standardized(np.ascontiguousarray(volume, dtype=np.float32))
-    return y - np.float32((mean - t * scale) * inv_std)
+    """``(x - mean) / std`` in float32, std with ddof 0 (1 where the volume is constant)."""
+    x = volume.astype(np.float64)
+    std = x.std()
+    return ((x - x.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def otsu_threshold_volume(volume: np.ndarray, smooth: bool = False, median_size: int = 5,
@@ -52,8 +42,9 @@ def otsu_standardize_volume(volume: np.ndarray, smooth: bool = False) -> np.ndar
     x = np.ascontiguousarray(volume, dtype=np.float32)
     if not smooth:
         return spotlight_ops.otsu_standardize(torch.from_numpy(x)[None])[0].numpy()
-    y, t, scale, _, inv_std = _otsu_standardized(x)
-    return y + np.float32((t - otsu_threshold_volume(x, smooth=True)) * scale * inv_std)
+    threshold = otsu_threshold_volume(x, smooth=True)
+    std = float(x.astype(np.float64).std())
+    return ((x - threshold) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def zoom_factors(voxel_size: Sequence[float], isotropic_size: Optional[float] = None) -> tuple:
