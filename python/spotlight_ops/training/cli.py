@@ -70,6 +70,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sync-batchnorm", dest="sync_batchnorm", type=_bool, help="SyncBatchNorm under DDP")
     p.add_argument("--progress", type=_bool, help="show a progress bar (default true)")
     p.add_argument("--tensorboard", type=_auto_bool, help="TensorBoard logging: auto, true, false")
+    p.add_argument("--val-csv", dest="val_csv", help="manifest of held-out validation pairs")
+    p.add_argument("--val-fraction", dest="val_fraction", type=float,
+                   help="hold out this fraction of the training manifest instead (seeded split; default 0)")
+    p.add_argument("--val-every", dest="val_every", type=int, help=f"iterations between validations (default {d.val_every})")
+    p.add_argument("--val-patches", dest="val_patches", type=int,
+                   help=f"fixed validation patches (default {d.val_patches})")
+    p.add_argument("--augment", choices=["none", "yx", "zyx"],
+                   help="random flips and quarter turns in YX (yx), and z flips (zyx); default none")
+    p.add_argument("--buffer-size", dest="buffer_size", type=int,
+                   help="volumes held in memory at once, read lazily (default 0: all of them)")
+    p.add_argument("--buffer-switch-every", dest="buffer_switch_every", type=int,
+                   help=f"iterations between replacing one buffered volume (default {d.buffer_switch_every})")
+    p.add_argument("--stats-cache", dest="stats_cache",
+                   help="JSON cache of per-volume statistics (default RUN/preprocess_stats.json)")
     p.set_defaults(handler=run)
     return p
 

@@ -17,7 +17,7 @@ from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv"})
+                               "num_threads", "out_dir", "train_csv", "val_csv", "stats_cache"})
 
 
 @dataclass
@@ -32,6 +32,10 @@ class TrainConfig:
     ``checkpoint_every``, ``log_every``, ``seed``. Runtime: ``device`` (auto/cpu/cuda), ``amp``
     (auto = on for CUDA only), ``amp_dtype``, ``deterministic``, ``num_threads``,
     ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed).
+    Validation (:mod:`.validation`): ``val_csv`` or ``val_fraction`` of the training manifest,
+    ``val_every``, ``val_patches``. Augmentation: ``augment`` (``none``, ``yx``, ``zyx``). Data larger
+    than memory (:mod:`spotlight_ops.data.buffer`): ``buffer_size`` (0: every volume in memory),
+    ``buffer_switch_every``, ``stats_cache`` (default ``<out_dir>/preprocess_stats.json``).
     """
 
     train_csv: Optional[str] = None
@@ -65,6 +69,14 @@ class TrainConfig:
     sync_batchnorm: bool = False
     progress: bool = True
     tensorboard: Union[str, bool] = "auto"
+    val_csv: Optional[str] = None
+    val_fraction: float = 0.0
+    val_every: int = 500
+    val_patches: int = 16
+    augment: str = "none"
+    buffer_size: int = 0
+    buffer_switch_every: int = 100
+    stats_cache: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -81,8 +93,19 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
         for name in ("batch_size", "iterations", "checkpoint_every", "log_every", "base_channels", "crop_multiple",
-                     "max_retries"):
+                     "max_retries", "val_every", "val_patches"):
             positive_int(name)
+        for name in ("buffer_size", "buffer_switch_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        if self.val_csv and self.val_fraction:
+            raise ValueError("give val_csv or val_fraction, not both")
+        if self.augment not in ("none", "yx", "zyx"):
+            raise ValueError(f"augment must be 'none', 'yx' or 'zyx', got {self.augment!r}")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
             raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
         if self.loss not in ("mse", "spotlight"):

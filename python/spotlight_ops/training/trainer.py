@@ -27,13 +27,15 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..data import PatchSampler, load_pairs
+from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
 from ..models import FNet
 from . import distributed as D
 from .checkpoint import CheckpointError, CheckpointManager, save_atomic
 from .config import TrainConfig, write_yaml
-from .log import LossLog
+from .log import LossLog, read_log
+from .monitor import FRACTION_COLUMNS, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
+from . import validation as V
 
 FORMAT_VERSION = 1
 
@@ -165,7 +167,7 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = not config.deterministic
 
-    pairs = load_pairs(config.train_csv, config.preprocess(), progress=config.progress and ctx.is_main)
+    pairs, val_rows = _training_data(config, run_dir, ctx)
     seed_everything(config.seed)  # the same initial weights on every process
     model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
@@ -173,8 +175,9 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
     sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size, seed=config.seed,
                            rank=ctx.rank, min_foreground_fraction=config.min_foreground_fraction,
-                           max_retries=config.max_retries)
+                           max_retries=config.max_retries, augment=config.augment)
     start = 0
+    best = {"val_loss": None, "iteration": None}
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -190,7 +193,8 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size,
                                    seed=config.seed + 7919 * start, rank=ctx.rank,
                                    min_foreground_fraction=config.min_foreground_fraction,
-                                   max_retries=config.max_retries)
+                                   max_retries=config.max_retries, augment=config.augment)
+        best = dict(payload.get("validation") or best)
         if ctx.is_main:
             print(f"Resuming {run_dir} from {payload['_path']} at iteration {start}.", file=sys.stderr)
 
@@ -210,9 +214,17 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
                 "model_config": bare_model.config(), "model": bare_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
                 "sampler": sampler_states, "world_size": ctx.world_size,
-                "preprocess": dataclasses.asdict(config.preprocess())}
+                "preprocess": dataclasses.asdict(config.preprocess()), "validation": dict(best)}
 
-    log = LossLog(run_dir, start, config.tensorboard) if ctx.is_main else None
+    validator = None
+    if val_rows and ctx.is_main:
+        patches = V.fixed_patches(val_rows, config.preprocess(), config.patch_size, config.val_patches, config.seed,
+                                  config.min_foreground_fraction, config.max_retries, progress=config.progress)
+        validator = V.Validator(patches, criterion, config.batch_size // ctx.world_size, ctx.device,
+                                autocast if amp_enabled else None)
+    columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
+    log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
+    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
     from tqdm import tqdm
 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
@@ -235,9 +247,23 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; the last checkpoint "
                                          f"in {manager.folder} is intact (lower lr or check the data)")
-            if log is not None and (iteration % config.log_every == 0 or iteration == config.iterations):
-                log.log(iteration, loss_value)
-                bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+            val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
+            metrics = {}
+            if validator is not None and val_due:
+                metrics = validator.evaluate(bare_model)
+                if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
+                    best = {"val_loss": metrics["val_loss"], "iteration": iteration}
+                    save_atomic(manager.folder / "checkpoint_best.pt", _model_file(config, bare_model, iteration,
+                                                                                  validation=dict(best)))
+            if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
+                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
+                fg_pred, fg_target = fractions.tolist()
+                if log is not None:
+                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                    **metrics})
+                    if metrics:
+                        V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
+                    bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
                 state = checkpoint_payload(iteration)
@@ -252,9 +278,32 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
 
     model_path = None
     if ctx.is_main:
-        model_path = save_atomic(run_dir / "model.pt", {
-            "format_version": FORMAT_VERSION, "iteration": config.iterations, "model_config": bare_model.config(),
-            "model": bare_model.state_dict(), "preprocess": dataclasses.asdict(config.preprocess()),
-            "config": config.to_dict()})
+        model_path = save_atomic(run_dir / "model.pt", _model_file(config, bare_model, config.iterations))
     D.barrier(ctx)
     return TrainResult(run_dir, config.iterations, True, model_path=model_path, last_loss=loss_value)
+
+
+def _model_file(config: TrainConfig, model: nn.Module, iteration: int, **extra) -> dict:
+    """What ``model.pt`` and ``checkpoint_best.pt`` hold: the weights and what prediction needs."""
+    return {"format_version": FORMAT_VERSION, "iteration": iteration, "model_config": model.config(),
+            "model": model.state_dict(), "preprocess": dataclasses.asdict(config.preprocess()),
+            "config": config.to_dict(), **extra}
+
+
+def _training_data(config: TrainConfig, run_dir: Path, ctx: D.DistContext) -> tuple:
+    """``(pairs, val_rows)``: the training volumes (all in memory, or a :class:`VolumeBuffer`) and the held-out rows."""
+    rows = read_manifest(config.train_csv)
+    val_rows = read_manifest(config.val_csv) if config.val_csv else []
+    if config.val_fraction:
+        rows, val_rows = V.split_rows(rows, config.val_fraction, config.seed)
+    progress = config.progress and ctx.is_main
+    if not config.buffer_size:
+        return load_pairs(rows, config.preprocess(), progress=progress), val_rows
+    cache = StatsCache(config.stats_cache or run_dir / "preprocess_stats.json")
+    buffer = VolumeBuffer(rows, config.preprocess(), config.buffer_size, config.buffer_switch_every, cache,
+                          seed=config.seed, rank=ctx.rank, progress=progress)
+    if ctx.is_main:
+        print(f"Volume buffer: {buffer.size} of {len(rows)} pairs in memory, one switched every "
+              f"{config.buffer_switch_every} iterations; statistics: {cache.hits} cached, {cache.misses} computed "
+              f"({cache.path})", file=sys.stderr)
+    return buffer, val_rows

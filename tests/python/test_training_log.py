@@ -1,0 +1,81 @@
+"""log.csv: extra metric columns (fixed at run start, exact read-back, resume-safe), torn lines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spotlight_ops.training.log import COLUMNS, LossLog, read_log
+
+
+def test_extra_columns_read_back_exactly(tmp_path):
+    values = [(1, 0.1 + 0.2, 1 / 3, 2 / 3), (2, math.pi, None, 1e-300), (3, 0.5, 0.25, None)]
+    with LossLog(tmp_path, tensorboard=False, columns=["fg_pred", "fg_target"]) as log:
+        for it, loss, a, b in values:
+            log.log(it, loss, {"fg_pred": a, "fg_target": b})
+    header = (tmp_path / "log.csv").read_text().splitlines()[0]
+    assert header == ",".join(COLUMNS + ("fg_pred", "fg_target"))
+    rows = read_log(tmp_path / "log.csv")
+    assert [(r["iteration"], r["loss"], r["fg_pred"], r["fg_target"]) for r in rows] == values
+
+
+def test_no_extra_columns_is_the_old_format(tmp_path):
+    with LossLog(tmp_path, tensorboard=False) as log:
+        log.log(1, 0.75)
+    assert (tmp_path / "log.csv").read_text().splitlines()[0] == "iteration,loss,seconds"
+    assert set(read_log(tmp_path / "log.csv")[0]) == set(COLUMNS)
+
+
+def test_resume_keeps_rows_up_to_the_checkpoint_with_their_metrics(tmp_path):
+    with LossLog(tmp_path, tensorboard=False, columns=["a"]) as log:
+        for it in range(1, 6):
+            log.log(it, it / 7, {"a": it / 11})
+    with LossLog(tmp_path, resume_from_iteration=3, tensorboard=False, columns=["a", "b"]) as log:
+        log.log(4, 4 / 7 + 1, {"a": 0.5, "b": 0.25})
+    rows = read_log(tmp_path / "log.csv")
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4]
+    assert [r["a"] for r in rows] == [1 / 11, 2 / 11, 3 / 11, 0.5]
+    assert [r["b"] for r in rows] == [None, None, None, 0.25]  # a column the old file lacked: empty
+
+
+def test_torn_last_line_is_dropped(tmp_path):
+    with LossLog(tmp_path, tensorboard=False, columns=["a"]) as log:
+        log.log(1, 0.5, {"a": 0.123456})
+        log.log(2, 0.25, {"a": 0.654321})
+    path = tmp_path / "log.csv"
+    text = path.read_text()
+    path.write_text(text[:-5])  # a crash mid-write: the last number cut short, no line end
+    assert [r["iteration"] for r in read_log(path)] == [1]
+    path.write_text(text + "3,0.1\r\n")  # a row with too few cells
+    assert [r["iteration"] for r in read_log(path)] == [1, 2]
+
+
+def test_bad_columns_and_unknown_metrics_are_errors(tmp_path):
+    with pytest.raises(ValueError, match="built-in"):
+        LossLog(tmp_path, tensorboard=False, columns=["loss"])
+    with pytest.raises(ValueError, match="duplicate"):
+        LossLog(tmp_path, tensorboard=False, columns=["a", "a"])
+    with pytest.raises(ValueError, match="commas"):
+        LossLog(tmp_path, tensorboard=False, columns=["a,b"])
+    with LossLog(tmp_path, tensorboard=False, columns=["a"]) as log:
+        with pytest.raises(ValueError, match="unknown column.*zz.*fixed when the run starts"):
+            log.log(1, 0.5, {"zz": 1.0})
+
+
+def test_tensorboard_gets_each_metric_under_its_tag(tmp_path, monkeypatch):
+    import spotlight_ops.training.log as log_module
+
+    scalars = []
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(log_module.LossLog, "_open_tensorboard", staticmethod(lambda folder, wanted: Writer()))
+    with LossLog(tmp_path, columns={"fg_pred": "foreground_fraction/train_pred", "b": "b"}) as log:
+        log.log(7, 0.5, {"fg_pred": 0.25, "b": None})
+    assert scalars == [("loss/train", 0.5, 7), ("foreground_fraction/train_pred", 0.25, 7)]
