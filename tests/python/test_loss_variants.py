@@ -193,3 +193,20 @@ def test_opcheck_variants(device):
         torch.library.opcheck(op, args, kwargs)
         n += 1
     assert n == 15
+
+
+@pytest.mark.parametrize("kw", [{}, dict(soft_mask="viscy", empty_pools="viscy", mask_rule="greater_equal")],
+                         ids=["default", "variant"])
+def test_otsu_from_cache_gives_the_bits_of_thresholds_then_loss(kw):
+    """The CPU op is the header's loss_forward: with many small samples each sample's Otsu and sums
+    passes run from cache (whole_samples); the bits equal Otsu thresholds then the loss on them."""
+    import os
+
+    n = 4 * (os.cpu_count() or 1)
+    gen = torch.Generator().manual_seed(9)
+    y = torch.rand(n, 1, 4, 16, 16, generator=gen) ** 3
+    p = torch.rand(n, 1, 4, 16, 16, generator=gen).requires_grad_()
+    for reduction in ("none", "batch"):
+        fused = so.loss(p, y, reduction=reduction, **kw)
+        given = so.loss(p, y, so.otsu_threshold(y), reduction=reduction, **kw)
+        assert torch.equal(fused, given)
