@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,7 +217,7 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
                 "sampler": sampler_states, "world_size": ctx.world_size,
                 "preprocess": dataclasses.asdict(config.preprocess()), "validation": dict(best)}
 
-    validator = None
+    validator, last_plot = None, -math.inf
     if val_rows and ctx.is_main:
         patches = V.fixed_patches(val_rows, config.preprocess(), config.patch_size, config.val_patches, config.seed,
                                   config.min_foreground_fraction, config.max_retries, progress=config.progress)
@@ -261,8 +262,10 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
                 if log is not None:
                     log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
                                                     **metrics})
-                    if metrics:
+                    # redrawn at most every PLOT_SECONDS (a figure costs about a second) and at the last iteration
+                    if metrics and (iteration == config.iterations or time.monotonic() - last_plot >= V.PLOT_SECONDS):
                         V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
+                        last_plot = time.monotonic()
                     bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:

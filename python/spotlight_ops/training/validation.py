@@ -31,6 +31,8 @@ import torch
 
 from ..data import DataError, ManifestRow, PatchSampler, PreprocessConfig, load_pair
 
+PLOT_SECONDS = 30.0  # least time between two redraws of loss_curve.png (the last iteration always redraws)
+
 # log.csv column -> TensorBoard tag
 COLUMNS = {"val_loss": "loss/val", "val_fg_pred": "foreground_fraction/val_pred",
            "val_fg_target": "foreground_fraction/val_target"}
