@@ -11,7 +11,7 @@ fresh processes and reads each one's peak resident set size (``getrusage(RUSAGE_
 * an exact-resume check: a run stopped halfway and resumed must log the same losses;
 * a prediction of one OME-Zarr volume with ``--tta``.
 
-Example (about 10 minutes on a busy 2-core machine)::
+Example (18 minutes on a 2-core machine with a load average of 10-13)::
 
     python benchmarks/lazy_data_memory.py --out /tmp/lazy --pairs 48 --shape 32 256 256
 """

@@ -64,30 +64,13 @@ def tta_flips(tta) -> list[tuple]:
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> tuple:
     """``(model, preprocess_config)`` from a run folder, its ``model.pt`` or a training checkpoint.
 
-    A run folder uses ``model.pt`` when training finished, else ``checkpoints/checkpoint_latest.pt``.
-    The model is in eval mode on ``device``.
+    A run folder uses ``model.pt`` when training finished, else ``checkpoints/checkpoint_latest.pt``
+    (:mod:`spotlight_ops.models.model_file`). The model is in eval mode on ``device``.
     """
-    from .training.checkpoint import load_checkpoint
+    from .models import model_file
 
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "model.pt", path / "checkpoints" / "checkpoint_latest.pt",
-                      path / "checkpoints" / "checkpoint_last_good.pt"]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: no model.pt or checkpoint in this run folder")
-        path = found[0]
-    payload = load_checkpoint(path)
-    for key in ("model_config", "model", "preprocess"):
-        if key not in payload:
-            raise ValueError(f"{path}: not a spotlight model (missing {key!r})")
-    model = FNet(**payload["model_config"])
-    model.load_state_dict(payload["model"])
-    model.eval().to(device)
-    pre = dict(payload["preprocess"])
-    if pre.get("voxel_size") is not None:
-        pre["voxel_size"] = tuple(pre["voxel_size"])
-    return model, PreprocessConfig(**pre)
+    model, preprocess, _ = model_file.load(path, device)
+    return model, preprocess
 
 
 def blend_window(length: int, overlap: int, ramp_start: bool = True, ramp_end: bool = True) -> np.ndarray:

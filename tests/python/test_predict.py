@@ -12,7 +12,6 @@ from spotlight_ops.cli import main
 from spotlight_ops.data import PreprocessConfig, read_metadata, read_volume, write_volume
 from spotlight_ops.models import FNet
 from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts, tta_flips
-from spotlight_ops.training import save_atomic
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,8 +91,9 @@ def test_any_volume_size_fits(model):
 
 def save_model(path, model, preprocess=PreprocessConfig()):
     import dataclasses
-    return save_atomic(path, {"model_config": model.config(), "model": model.state_dict(),
-                              "preprocess": dataclasses.asdict(preprocess)})
+
+    from spotlight_ops.models import model_file
+    return model_file.write_model_file(path, model_file.model_payload(model, dataclasses.asdict(preprocess), {}, 0))
 
 
 def test_predict_file_keeps_shape_and_voxel_size(model, tmp_path):
