@@ -17,7 +17,7 @@ from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv", "val_csv", "stats_cache"})
+                               "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache"})
 
 
 @dataclass
