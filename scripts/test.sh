@@ -18,6 +18,10 @@ cmake --preset sanitize >build/sanitize-configure.log 2>&1 || { cat build/saniti
 cmake --build --preset sanitize -j2 >build/sanitize-build.log 2>&1 || { tail -50 build/sanitize-build.log; exit 1; }
 (unset SPOTLIGHT_LARGE_TESTS; ctest --preset sanitize -j2)
 
+printf '\n== GPU check, dry run (%ss)\n' "$SECONDS"
+# What the GPU run (scripts/gpu_check.sh, docs/cuda.md) needs, checked without a GPU.
+PYTHON="$venv/bin/python" bash scripts/gpu_check.sh dry-run
+
 printf '\n== pytest (%ss)\n' "$SECONDS"
 # From the checkout root, `import spotlight_ops` is the installed package.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -12,8 +12,18 @@ Every weight is positive, so the division is exact at the volume borders too; in
 of the volume the seams (where zero padding inside the network spoils a tile's edge) get
 small weight. With one tile covering the volume the result is the untiled prediction.
 
-``spotlight predict`` writes ``<name>_prediction.tif`` per input, float32, in the target's
-standardized intensity space, with the input's voxel size and unit.
+Tiles go through the network ``batch_tiles`` at a time (one forward pass each), which changes
+nothing but the speed: in eval mode every sample of a batch is computed on its own.
+
+Test-time augmentation (``tta``): each tile is also predicted flipped, along y and x (``"yx"``: 4
+variants) or z, y and x (``"zyx"``: 8), each prediction flipped back, and the tile's prediction is
+their mean, ``P_t = (1 / |F|) sum_{f in F} f(net(f(x_t)))`` (every f is its own inverse); the
+flipped copies of a tile share its forward pass.
+
+``spotlight predict`` writes ``<name>_prediction`` per input, float32, in the target's
+standardized intensity space, with the input's voxel size and unit, in the input's kind: an
+OME-Zarr store for an OME-Zarr input (``.ome.zarr``), an OME-TIFF for an OME-TIFF input
+(``.ome.tif``), an ImageJ TIFF otherwise (``.tif``).
 """
 
 from __future__ import annotations
@@ -29,39 +39,38 @@ import scipy.ndimage as ndi
 import torch
 
 from .data import DataError, PreprocessConfig, prepare_signal, read_manifest, read_metadata, read_volume, write_volume
+from .data.io import is_ome_tiff
+from .data.zarr_io import is_zarr
 from .models import FNet
 
 DEFAULT_TILE = (64, 128, 128)
 DEFAULT_OVERLAP = (16, 32, 32)
+TTA_MODES = ("yx", "zyx")
+
+
+def tta_flips(tta) -> list[tuple]:
+    """The flips (tuples of spatial axes 0=z, 1=y, 2=x) averaged by test-time augmentation ``tta``."""
+    if tta in (None, False, "none"):
+        return [()]
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be None, 'yx' or 'zyx', got {tta!r}")
+    axes = (1, 2) if tta == "yx" else (0, 1, 2)
+    flips = [()]
+    for axis in axes:  # every subset of the axes, identity first
+        flips += [f + (axis,) for f in flips]
+    return [tuple(sorted(f)) for f in flips]
 
 
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> tuple:
     """``(model, preprocess_config)`` from a run folder, its ``model.pt`` or a training checkpoint.
 
-    A run folder uses ``model.pt`` when training finished, else ``checkpoints/checkpoint_latest.pt``.
-    The model is in eval mode on ``device``.
+    A run folder uses ``model.pt`` when training finished, else ``checkpoints/checkpoint_latest.pt``
+    (:mod:`spotlight_ops.models.model_file`). The model is in eval mode on ``device``.
     """
-    from .training.checkpoint import load_checkpoint
+    from .models import model_file
 
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "model.pt", path / "checkpoints" / "checkpoint_latest.pt",
-                      path / "checkpoints" / "checkpoint_last_good.pt"]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: no model.pt or checkpoint in this run folder")
-        path = found[0]
-    payload = load_checkpoint(path)
-    for key in ("model_config", "model", "preprocess"):
-        if key not in payload:
-            raise ValueError(f"{path}: not a spotlight model (missing {key!r})")
-    model = FNet(**payload["model_config"])
-    model.load_state_dict(payload["model"])
-    model.eval().to(device)
-    pre = dict(payload["preprocess"])
-    if pre.get("voxel_size") is not None:
-        pre["voxel_size"] = tuple(pre["voxel_size"])
-    return model, PreprocessConfig(**pre)
+    model, preprocess, _ = model_file.load(path, device)
+    return model, preprocess
 
 
 def blend_window(length: int, overlap: int, ramp_start: bool = True, ramp_end: bool = True) -> np.ndarray:
@@ -105,8 +114,12 @@ def _round_tile(tile: Sequence[int], shape: Sequence[int], multiple: int) -> tup
 @torch.inference_mode()
 def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = DEFAULT_TILE,
                    overlap: Sequence[int] = DEFAULT_OVERLAP, device: Union[str, torch.device, None] = None,
-                   amp: bool = False, progress: bool = False) -> np.ndarray:
-    """Prediction ``(Z, Y, X)`` float32 for a preprocessed ``signal`` of any size (see the module docstring)."""
+                   amp: bool = False, progress: bool = False, tta=None, batch_tiles: int = 1) -> np.ndarray:
+    """Prediction ``(Z, Y, X)`` float32 for a preprocessed ``signal`` of any size (see the module docstring).
+
+    ``tta``: None, ``"yx"`` or ``"zyx"`` (flip test-time augmentation); ``batch_tiles``: tiles per
+    forward pass (each with its flips).
+    """
     signal = np.asarray(signal, np.float32)
     if signal.ndim != 3:
         raise ValueError(f"signal must be 3D (Z, Y, X), got shape {signal.shape}")
@@ -114,6 +127,9 @@ def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = D
         raise ValueError(f"tile_size and overlap must have three entries (z, y, x), got {tile_size!r}, {overlap!r}")
     if any(o < 0 for o in overlap):
         raise ValueError(f"overlap must be >= 0, got {tuple(overlap)}")
+    if isinstance(batch_tiles, bool) or int(batch_tiles) != batch_tiles or batch_tiles < 1:
+        raise ValueError(f"batch_tiles must be a positive integer, got {batch_tiles!r}")
+    flips = tta_flips(tta)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     tile = _round_tile(tile_size, signal.shape, model.size_multiple)
     if any(o >= t for o, t in zip(overlap, tile)):
@@ -129,22 +145,38 @@ def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = D
     use_amp = amp and device.type == "cuda"
     from tqdm import tqdm
 
-    for corner in tqdm(corners, desc="tiles", unit="tile", disable=not progress, leave=False):
-        box = tuple(slice(c, c + t) for c, t in zip(corner, tile))
-        window = np.einsum("i,j,k->ijk", *[blend_window(t, o, c > 0, c + t < p) for c, t, o, p
-                                           in zip(corner, tile, overlap, padded_shape)]).astype(np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(padded[box]))[None, None].to(device)
+    bar = tqdm(total=len(corners), desc="tiles", unit="tile", disable=not progress, leave=False)
+    for first in range(0, len(corners), int(batch_tiles)):
+        group = corners[first:first + int(batch_tiles)]
+        boxes = [tuple(slice(c, c + t) for c, t in zip(corner, tile)) for corner in group]
+        x = torch.from_numpy(np.stack([padded[box] for box in boxes]))[:, None].to(device)
+        # tile-major: the flips of tile i are rows i * len(flips) ... of the batch
+        batch = torch.cat([x.flip([a + 2 for a in f]) if f else x for f in flips], dim=0)
         with torch.autocast("cuda", enabled=use_amp):
-            y = model(x)
-        total[box] += window * y[0, 0].float().cpu().numpy()
-        weight[box] += window
+            y = model(batch)
+        y = y.float()
+        n = len(group)
+        mean = y[:n].clone()
+        for i, f in enumerate(flips[1:], start=1):
+            mean += y[i * n:(i + 1) * n].flip([a + 2 for a in f])
+        if len(flips) > 1:
+            mean /= len(flips)
+        predictions = mean[:, 0].cpu().numpy()
+        for corner, box, prediction in zip(group, boxes, predictions):
+            window = np.einsum("i,j,k->ijk", *[blend_window(t, o, c > 0, c + t < p) for c, t, o, p
+                                               in zip(corner, tile, overlap, padded_shape)]).astype(np.float32)
+            total[box] += window * prediction
+            weight[box] += window
+        bar.update(n)
+    bar.close()
     result = total / weight
     return np.ascontiguousarray(result[tuple(slice(0, s) for s in shape)])
 
 
 def predict_file(model: FNet, preprocess: PreprocessConfig, signal_path: Union[str, Path],
                  out_path: Union[str, Path], **kwargs) -> Path:
-    """Reads, preprocesses, predicts and writes one signal TIFF, keeping its voxel size."""
+    """Reads, preprocesses, predicts and writes one signal volume (TIFF, OME-TIFF or OME-Zarr), keeping its
+    voxel size; ``out_path``'s name chooses the output's kind (:func:`spotlight_ops.data.write_volume`)."""
     raw = read_volume(signal_path, "signal")
     signal = prepare_signal(raw, preprocess)
     prediction = predict_volume(model, signal, **kwargs)
@@ -155,19 +187,35 @@ def predict_file(model: FNet, preprocess: PreprocessConfig, signal_path: Union[s
     return write_volume(out_path, prediction.astype(np.float32), metadata=read_metadata(signal_path))
 
 
+def output_name(path: Union[str, Path]) -> str:
+    """``<name>_prediction`` + the input's kind: ``.ome.zarr``, ``.ome.tif`` or ``.tif``."""
+    path = Path(path)
+    name = path.name.split(".")[0]
+    if is_zarr(path):
+        return f"{name}_prediction.ome.zarr"
+    return f"{name}_prediction.ome.tif" if is_ome_tiff(path) else f"{name}_prediction.tif"
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict", help="predict fluorescence for whole volumes with a trained model",
-        description="Predict whole volumes tile by tile with smooth blending; writes <name>_prediction.tif "
-                    "(float32, in the target's standardized intensities) keeping the input's voxel size.")
+        description="Predict whole volumes tile by tile with smooth blending; writes <name>_prediction (float32, "
+                    "in the target's standardized intensities) keeping the input's voxel size and kind: .ome.zarr "
+                    "for OME-Zarr, .ome.tif for OME-TIFF, .tif otherwise.")
     p.add_argument("--model", required=True, help="run folder, its model.pt, or a training checkpoint")
-    p.add_argument("inputs", nargs="*", help="signal TIFF files")
+    p.add_argument("inputs", nargs="*", help="signal TIFF/OME-TIFF files or OME-Zarr stores")
     p.add_argument("--csv", help="manifest CSV: predict every path_signal in it")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--tile", type=int, nargs=3, default=list(DEFAULT_TILE), metavar=("Z", "Y", "X"),
                    help="tile size (default %(default)s), rounded down to a multiple of 2**depth")
     p.add_argument("--overlap", type=int, nargs=3, default=list(DEFAULT_OVERLAP), metavar=("Z", "Y", "X"),
                    help="overlap of neighbouring tiles (default %(default)s)")
+    p.add_argument("--tta", nargs="?", const="yx", choices=list(TTA_MODES), default=None,
+                   help="test-time augmentation: average the predictions of flipped copies, along y and x "
+                        "(--tta or --tta yx: 4 times the compute) or z, y and x (--tta zyx: 8); a bare --tta "
+                        "goes after the input paths or before another flag")
+    p.add_argument("--batch-tiles", dest="batch_tiles", type=int, default=1,
+                   help="tiles per forward pass (each with its TTA flips; default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
@@ -190,10 +238,12 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         model, preprocess = load_model(args.model, device)
         out_dir = Path(args.out)
+        if args.batch_tiles < 1:
+            raise ValueError(f"--batch-tiles must be a positive integer, got {args.batch_tiles}")
         for path in tqdm(inputs, desc="predict", unit="volume", disable=not args.progress):
-            name = path.name.split(".")[0]
-            written = predict_file(model, preprocess, path, out_dir / f"{name}_prediction.tif",
-                                   tile_size=args.tile, overlap=args.overlap, device=device, amp=args.amp)
+            written = predict_file(model, preprocess, path, out_dir / output_name(path),
+                                   tile_size=args.tile, overlap=args.overlap, device=device, amp=args.amp,
+                                   tta=args.tta, batch_tiles=args.batch_tiles)
             tqdm.write(f"{path} -> {written}")
     except (ValueError, DataError, FileNotFoundError, CheckpointError) as err:
         print(f"spotlight predict: error: {err}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The CUDA kernels of every spotlight op against the CPU kernels (thresholds to
 the bit, everything else to float rounding) and the float64 reference, on the
 same inputs; determinism, no host synchronization, CUDA graph capture and
-replay, torch.compile(mode="reduce-overhead") and opcheck on CUDA tensors.
-Skipped without a CUDA device."""
+replay, torch.compile(mode="reduce-overhead") and opcheck on CUDA tensors; a
+side stream while the default stream is busy, and stale memory from the caching
+allocator. Skipped without a CUDA device, except the *_on_cpu tests."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ import pytest
 import torch
 
 import spotlight_ops as so
-from conftest import requires_cuda
+from conftest import CUDA
 from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, opcheck_cases, pred_like
 
-pytestmark = requires_cuda
+
+@pytest.fixture(autouse=True)
+def _cuda_or_skip(request):
+    """Every test here needs a GPU, except the *_on_cpu ones: CPU sides of the comparisons."""
+    if not CUDA and not request.node.name.split("[")[0].endswith("_on_cpu"):
+        pytest.skip("needs a CUDA device")
+
 
 DEVICE = "cuda"
 REDUCTIONS = ["batch", "mean", "none"]
@@ -316,29 +323,116 @@ def test_bit_identical_run_to_run(kind, dtype):
         assert torch.equal(a, b)
 
 
-def test_no_host_synchronization():
-    p, y = on_device(*inputs("structured", torch.float32))
-    t = torch.full((y.shape[0],), 0.5, device=DEVICE)
+def every_op_and_backward(p: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
+    """Every op of the library forward, and every backward, on the device of p:
+    the fused loss with Otsu (3 kernels), given-tensor (memset + 1) and float
+    thresholds and its backward (grad_pred and grad_target), otsu_threshold,
+    otsu_standardize and its backward, tunable_sigmoid and _tunable_sigmoid_backward,
+    masked_mse and soft_dice (memset + 1 each) and their backwards. Returns the
+    outputs and the gradients."""
+    pp, yy, xs, sx, mp, my = (v.detach().clone().requires_grad_() for v in (p, y, y, p, p, y))
+    soft = p.detach().clamp(0, 1).requires_grad_()
+    mask = y > 0.5
+    outs = [
+        so.loss(pp, yy),
+        so.loss(pp, y, t, reduction="none"),
+        so.loss(pp, y, 0.5, reduction="mean", mse_normalization="all"),
+        so.otsu_standardize(xs),
+        so.tunable_sigmoid(sx, -0.9),
+        so.masked_mse(mp, my, mask, reduction="none"),
+        so.soft_dice(soft, mask, reduction="mean"),
+    ]
+    total = sum(o.double().square().sum() for o in outs)
+    total.backward()
+    grads = [pp.grad, yy.grad, xs.grad, sx.grad, mp.grad, my.grad, soft.grad]
+    return [o.detach() for o in outs] + [so.otsu_threshold(y)] + grads
 
-    def everything():
-        pp = p.detach().requires_grad_()
-        so.loss(pp, y).backward()
-        so.loss(pp.detach(), y, t, reduction="none")
-        so.loss(pp.detach(), y, 0.5, reduction="mean")
-        so.otsu_threshold(y)
-        so.otsu_standardize(y)
-        so.tunable_sigmoid(p)
-        so.masked_mse(p, y, y > 0.5)
-        so.soft_dice(p.clamp(0, 1), y > 0.5)
 
-    everything()  # warm up: lazy initialization may synchronize
+def inputs_for_every_op(dtype=torch.float32, device=DEVICE, seed=0):
+    p, y = inputs("structured", dtype) if seed == 0 else (None, nuclei_like(3, seed=seed, dtype=dtype))
+    if p is None:
+        p = pred_like(y, seed=seed + 1)
+    t = torch.tensor([0.4, 0.5, 0.6], dtype=torch.float32)
+    return p.to(device), y.to(device), t.to(device)
+
+
+def test_every_op_and_backward_on_cpu():
+    """The helper the stream, graph and sync tests run, on the CPU: every gradient
+    exists, and a second run gives the same bits (so the GPU tests' torch.equal holds)."""
+    first = every_op_and_backward(*inputs_for_every_op(device="cpu"))
+    second = every_op_and_backward(*inputs_for_every_op(device="cpu"))
+    assert len(first) == 15 and all(g is not None for g in first)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_no_host_synchronization(dtype):
+    p, y, t = inputs_for_every_op(dtype)
+    every_op_and_backward(p, y, t)  # warm up: lazy initialization may synchronize
     torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        everything()
+        every_op_and_backward(p, y, t)
     finally:
         torch.cuda.set_sync_debug_mode(previous)
+
+
+def test_side_stream_while_the_default_stream_is_busy():
+    """With a kernel sleeping on the default stream, every op and backward runs on
+    a side stream, finishes first, and gives the default stream's results. An op
+    that launched on the default stream would wait behind the sleep."""
+    p, y, t = inputs_for_every_op()
+    want = [v.cpu() for v in every_op_and_backward(p, y, t)]
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    torch.cuda._sleep(2_000_000_000)  # about 1 s at 2 GHz, on the default stream
+    with torch.cuda.stream(side):
+        got = every_op_and_backward(p, y, t)
+    side.synchronize()
+    default_still_busy = not torch.cuda.default_stream().query()
+    torch.cuda.synchronize()
+    assert default_still_busy, "the default stream finished first: some op waited for it"
+    for a, b in zip(got, want):
+        assert torch.equal(a.cpu(), b)
+
+
+def test_stale_memory_from_the_caching_allocator_changes_nothing():
+    """The ops' workspaces come from torch's caching allocator, so they reuse freed
+    blocks as they are: after every cached block is filled with 0xFF bytes, the
+    results are the same bits (a counter or histogram left unzeroed would show)."""
+    p, y, t = inputs_for_every_op()
+    clean = every_op_and_backward(p, y, t)
+    torch.cuda.synchronize()
+    garbage = [torch.full((1 << e,), 255, dtype=torch.uint8, device=DEVICE) for e in range(9, 25) for _ in range(4)]
+    torch.cuda.synchronize()
+    del garbage  # back to the cache, still holding 0xFF
+    dirty = every_op_and_backward(p, y, t)
+    for a, b in zip(dirty, clean):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_graph_capture_of_every_op_and_backward(dtype):
+    static = list(inputs_for_every_op(dtype))
+    side = torch.cuda.Stream()  # warm up on a side stream, as torch.cuda.graph asks
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            every_op_and_backward(*static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = every_op_and_backward(*static)
+    for seed in (41, 0):  # new data, then the first again
+        fresh = inputs_for_every_op(dtype, seed=seed)
+        for s, f in zip(static, fresh):
+            s.copy_(f)
+        graph.replay()
+        eager = every_op_and_backward(*fresh)
+        for a, b in zip(captured, eager):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("threshold", ["otsu", "tensor"])

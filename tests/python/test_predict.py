@@ -11,8 +11,7 @@ import torch
 from spotlight_ops.cli import main
 from spotlight_ops.data import PreprocessConfig, read_metadata, read_volume, write_volume
 from spotlight_ops.models import FNet
-from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts
-from spotlight_ops.training import save_atomic
+from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts, tta_flips
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,8 +91,9 @@ def test_any_volume_size_fits(model):
 
 def save_model(path, model, preprocess=PreprocessConfig()):
     import dataclasses
-    return save_atomic(path, {"model_config": model.config(), "model": model.state_dict(),
-                              "preprocess": dataclasses.asdict(preprocess)})
+
+    from spotlight_ops.models import model_file
+    return model_file.write_model_file(path, model_file.model_payload(model, dataclasses.asdict(preprocess), {}, 0))
 
 
 def test_predict_file_keeps_shape_and_voxel_size(model, tmp_path):
@@ -126,7 +126,10 @@ def test_cli_predict(model, tmp_path, capsys):
                  "--out", str(tmp_path / "pred"), "--tile", "16", "32", "32", "--device", "cpu", "--no-progress"])
     assert code == 0
     assert read_volume(tmp_path / "pred" / "a_prediction.tif").shape == (16, 32, 32)
-    assert read_metadata(tmp_path / "pred" / "b_prediction.tif").voxel_size == pytest.approx((0.5, 0.2, 0.2))
+    ome_out = tmp_path / "pred" / "b_prediction.ome.tif"  # OME-TIFF in, OME-TIFF out
+    with tifffile.TiffFile(ome_out) as tif:
+        assert tif.is_ome
+    assert read_metadata(ome_out).voxel_size == pytest.approx((0.5, 0.2, 0.2))
     code = main(["predict", "--model", str(tmp_path / "missing"), str(a), "--out", str(tmp_path / "p2")])
     assert code == 2 and "missing" in capsys.readouterr().err
     bad = tmp_path / "bad.tif"
@@ -134,3 +137,63 @@ def test_cli_predict(model, tmp_path, capsys):
     code = main(["predict", "--model", str(tmp_path / "model.pt"), str(bad), "--out", str(tmp_path / "p3"),
                  "--no-progress"])
     assert code == 2 and "bad.tif" in capsys.readouterr().err
+
+
+def flip_average(model: FNet, volume: np.ndarray, flips) -> np.ndarray:
+    """The TTA prediction by hand: flip the input, predict, flip back, average."""
+    outputs = [np.flip(untiled(model, np.ascontiguousarray(np.flip(volume, f) if f else volume)), f) if f
+               else untiled(model, volume) for f in flips]
+    return np.mean(np.stack(outputs), axis=0)
+
+
+@pytest.mark.parametrize("tta,count", [("yx", 4), ("zyx", 8)])
+def test_tta_is_the_average_of_flipped_predictions(model, tta, count):
+    flips = tta_flips(tta)
+    assert len(set(flips)) == count and flips[0] == ()
+    volume = smooth_volume((16, 32, 32))
+    got = predict_volume(model, volume, tile_size=(16, 32, 32), tta=tta)
+    np.testing.assert_allclose(got, flip_average(model, volume, flips), rtol=0, atol=2e-6)
+    assert np.abs(got - untiled(model, volume)).max() > 1e-3  # F-net is not flip-equivariant: TTA changes it
+
+
+def test_tta_of_an_equivariant_model_changes_nothing():
+    """A 1x1x1 convolution commutes with every flip: TTA must return its plain prediction."""
+    net = FNet(depth=0, base_channels=2).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv3d) and module.kernel_size != (1, 1, 1):
+            with torch.no_grad():  # keep only the centre tap: a pointwise, flip-equivariant network
+                centre = module.weight[..., 1, 1, 1].clone()
+                module.weight.zero_()
+                module.weight[..., 1, 1, 1] = centre
+    volume = smooth_volume((16, 24, 40))
+    plain = predict_volume(net, volume, tile_size=(16, 32, 32), overlap=(0, 8, 8))
+    np.testing.assert_allclose(predict_volume(net, volume, tile_size=(16, 32, 32), overlap=(0, 8, 8), tta="zyx"),
+                               plain, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("tta", [None, "yx"])
+def test_batched_tiles_give_the_same_prediction(model, tta):
+    volume = smooth_volume((20, 50, 44))
+    single = predict_volume(model, volume, tile_size=(16, 32, 32), overlap=(4, 8, 8), tta=tta)
+    for batch in (3, 100):
+        batched = predict_volume(model, volume, tile_size=(16, 32, 32), overlap=(4, 8, 8), tta=tta,
+                                 batch_tiles=batch)
+        np.testing.assert_allclose(batched, single, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_tiles"):
+        predict_volume(model, volume, batch_tiles=0)
+    with pytest.raises(ValueError, match="tta"):
+        predict_volume(model, volume, tta="xy")
+
+
+def test_cli_predict_zarr_in_zarr_out_with_tta(model, tmp_path):
+    pytest.importorskip("ome_zarr")
+    save_model(tmp_path / "model.pt", model)
+    source = write_volume(tmp_path / "c.ome.zarr", smooth_volume((16, 32, 32)), voxel_size=(0.5, 0.2, 0.2))
+    code = main(["predict", "--model", str(tmp_path / "model.pt"), str(source), "--out", str(tmp_path / "pred"),
+                 "--tile", "16", "32", "32", "--device", "cpu", "--no-progress", "--tta", "--batch-tiles", "2"])
+    assert code == 0
+    out = tmp_path / "pred" / "c_prediction.ome.zarr"
+    assert out.is_dir() and read_metadata(out).voxel_size == pytest.approx((0.5, 0.2, 0.2))
+    signal = read_volume(source)
+    expected = flip_average(model, (signal - signal.mean()) / signal.std(), tta_flips("yx"))
+    np.testing.assert_allclose(read_volume(out), expected, rtol=0, atol=1e-5)

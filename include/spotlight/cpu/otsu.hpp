@@ -270,12 +270,28 @@ void sample_histograms(const T* x, index_t samples, index_t voxels, int bins,
   }
 }
 
+// math::bin_centre, lo + (i + 0.5) * width, with both roundings forced: the
+// product is rounded to double before the sum. A compiler allowed to
+// contract (GCC's default -ffp-contract=fast outside ISO mode, with an FMA
+// target such as -march=native, or an aarch64 host) would fuse the two into
+// one fma, which rounds once and can differ in the last bit from the CUDA
+// kernel's __dmul_rn/__dadd_rn. A header-only library cannot rely on its
+// consumer's flags: reading the product back from a volatile makes it a
+// rounded double in any build (one store per sample).
+// tests/cpp/test_bin_centre.cpp checks it built with -march=native -ffp-contract=fast.
+template <class A>
+A exact_bin_centre(A lo, A hi, int bins, int i) {
+  const double width = (static_cast<double>(hi) - static_cast<double>(lo)) / bins;
+  const volatile double offset = (i + 0.5) * width;
+  return static_cast<A>(static_cast<double>(lo) + offset);
+}
+
 // The threshold of a sample from its range and histogram; NaN when poisoned.
 template <class A>
 A threshold_from_histogram(const SampleRange<A>& r, const std::int64_t* hist, int bins) {
   if (!(r.poison == A(0))) return std::numeric_limits<A>::quiet_NaN();
   const int b = math::otsu_bin([hist](int i) { return hist[i]; }, bins);
-  return math::bin_centre(r.lo, r.hi, bins, b);
+  return exact_bin_centre(r.lo, r.hi, bins, b);
 }
 
 // The Otsu threshold of one sample x[0, voxels), both passes in the calling

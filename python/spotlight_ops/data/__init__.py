@@ -3,7 +3,10 @@
 * :func:`read_manifest` / :func:`write_manifest`: ``path_signal,path_target[,path_mask]`` CSVs;
 * :func:`read_volume` / :func:`write_volume`: validated TIFF/OME-TIFF I/O;
 * :func:`load_pairs`: preprocessed :class:`VolumePair` s (signal z-scored, target Otsu-standardized);
-* :class:`PatchSampler`: foreground-aware random patches with a resumable state;
+* :func:`open_volume`: a volume read lazily (memory-mapped TIFF, chunked OME-Zarr);
+* :class:`PatchSampler`: foreground-aware random patches (optionally flipped/rotated, :mod:`.augment`)
+  with a resumable state;
+* :class:`VolumeBuffer` / :class:`StatsCache`: a bounded buffer of volumes for data larger than memory;
 * :mod:`spotlight_ops.data.synthetic`: seeded synthetic nuclei scenes for tests and the demo.
 """
 
@@ -12,9 +15,13 @@ from .errors import DataError
 from .io import VolumeMetadata, read_metadata, read_volume, write_volume
 from .manifest import ManifestRow, read_manifest, write_manifest
 from .sampler import PatchSampler
+from .io import LazyVolume, open_volume
+from .dataset import load_pair_with_stats, volume_stats
+from .buffer import StatsCache, VolumeBuffer
 
 __all__ = [
-    "DataError", "ManifestRow", "PatchSampler", "PreprocessConfig", "VolumeMetadata", "VolumePair",
+    "DataError", "LazyVolume", "ManifestRow", "PatchSampler", "StatsCache", "VolumeBuffer", "load_pair_with_stats",
+    "open_volume", "volume_stats", "PreprocessConfig", "VolumeMetadata", "VolumePair",
     "load_pair", "load_pairs", "prepare_signal", "read_manifest", "read_metadata", "read_volume",
     "write_manifest", "write_volume",
 ]

@@ -4,6 +4,12 @@
 (readable, 3D, finite, signal/target/mask shapes equal, enough foreground), resamples it to
 isotropic voxels when voxel sizes are given, standardizes the signal, Otsu-standardizes
 the target and crops to a multiple of 16. Every problem raises :class:`DataError` naming the file.
+
+For data larger than memory (:mod:`.buffer`) the same preprocessing is split in two:
+:func:`volume_stats` reads a pair once, checks it and returns its statistics (signal mean and std,
+target Otsu threshold, mean and std, foreground fraction, shapes), which are cached; then
+:func:`load_pair_with_stats` applies them to the crop box only, read lazily (a memory-mapped TIFF
+or an OME-Zarr store), plane by plane, without computing any statistic again.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 
 from . import preprocess
 from .errors import DataError
-from .io import read_volume
+from .io import open_volume, read_volume
 from .manifest import ManifestRow, read_manifest
 
 
@@ -108,6 +114,9 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
         foreground = target > 0
     else:
         foreground = target > threshold
+        raw = target.astype(np.float64)
+        target_stats = {"target_mean": float(raw.mean()), "target_std": float(raw.std())}
+        del raw
         target = preprocess.standardize(target)
     if mask is not None:
         mask = preprocess.resample(mask, factors, labels=True)
@@ -116,9 +125,12 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
         raise DataError(row.signal, f"volume of shape {signal.shape} (after resampling) is smaller than the crop "
                                     f"multiple {config.crop_multiple} along some axis")
     crop = (lambda a: None if a is None else np.ascontiguousarray(a[box]))
+    info = {"otsu_threshold": threshold, "foreground_fraction": foreground_fraction,
+            "crop_box": [(b.start, b.stop) for b in box]}
+    if config.target_norm != "otsu":
+        info.update(target_stats)
     return VolumePair(signal=crop(signal), target=crop(target), foreground=crop(foreground), source=row,
-                      mask=crop(mask), info={"otsu_threshold": threshold, "foreground_fraction": foreground_fraction,
-                                             "crop_box": [(b.start, b.stop) for b in box]})
+                      mask=crop(mask), info=info)
 
 
 def load_pairs(manifest: Union[str, Path, Sequence[ManifestRow]], config: Optional[PreprocessConfig] = None,
@@ -133,3 +145,83 @@ def load_pairs(manifest: Union[str, Path, Sequence[ManifestRow]], config: Option
 
         rows = tqdm(rows, desc="loading volumes", unit="pair")
     return [load_pair(row, config) for row in rows]
+
+
+def volume_stats(row: ManifestRow, config: PreprocessConfig) -> dict:
+    """Checks one pair as :func:`load_pair` does and returns its preprocessing statistics (JSON-safe).
+
+    ``signal_mean``, ``signal_std`` (float64, ddof 0, of the resampled signal), ``threshold`` (Otsu T of
+    the resampled target, on the smoothed copy with ``smooth_threshold``), ``target_mean``,
+    ``target_std``, ``foreground_fraction``, ``raw_shape`` and ``shape`` (resampled, before the crop).
+    """
+    signal = read_volume(row.signal, "signal")
+    target = read_volume(row.target, "target")
+    if signal.shape != target.shape:
+        raise DataError(row.target, f"target shape {target.shape} differs from signal shape {signal.shape} "
+                                    f"of {row.signal}")
+    if row.mask is not None:
+        mask_shape = open_volume(row.mask, "mask").shape
+        if mask_shape != signal.shape:
+            raise DataError(row.mask, f"mask shape {mask_shape} differs from signal shape {signal.shape} "
+                                      f"of {row.signal}")
+    raw_shape = signal.shape
+    factors = config.factors()
+    signal = preprocess.resample(signal, factors).astype(np.float64)
+    signal_mean, signal_std = float(signal.mean()), float(signal.std())
+    del signal
+    target = preprocess.resample(target, factors)
+    threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
+    foreground_fraction = float(np.count_nonzero(target > threshold)) / target.size
+    if foreground_fraction < config.min_foreground_fraction or foreground_fraction == 0.0:
+        raise DataError(row.target, f"too little foreground: {100 * foreground_fraction:.4f}% of voxels above the "
+                                    f"Otsu threshold, need at least {100 * config.min_foreground_fraction:.4f}%")
+    shape = target.shape
+    box = preprocess.crop_box(shape, config.crop_multiple)
+    if any(b.stop - b.start == 0 for b in box):
+        raise DataError(row.signal, f"volume of shape {shape} (after resampling) is smaller than the crop "
+                                    f"multiple {config.crop_multiple} along some axis")
+    target = target.astype(np.float64)
+    return {"signal_mean": signal_mean, "signal_std": signal_std, "threshold": float(threshold),
+            "target_mean": float(target.mean()), "target_std": float(target.std()),
+            "foreground_fraction": foreground_fraction, "raw_shape": list(raw_shape), "shape": list(shape)}
+
+
+def _standardized_box(path, role: str, config: PreprocessConfig, box: tuple, offset: float,
+                      scale: float) -> np.ndarray:
+    """``(x - offset) / scale`` over ``box`` of the resampled volume, float64 math, float32 result."""
+    volume = open_volume(path, role)
+    factors = config.factors()
+    scale = scale if scale > 0 else 1.0
+    if any(abs(f - 1.0) >= 1e-9 for f in factors):  # resampling needs the whole volume
+        source = preprocess.resample(volume.read(), factors)[box]
+        return ((source.astype(np.float64) - offset) / scale).astype(np.float32)
+    out = np.empty(tuple(b.stop - b.start for b in box), np.float32)
+    for i, z in enumerate(range(box[0].start, box[0].stop)):  # plane by plane: bounded temporaries
+        plane = volume.slab(z, z + 1)[0][box[1:]]
+        out[i] = ((plane.astype(np.float64) - offset) / scale).astype(np.float32)
+    return out
+
+
+def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict) -> VolumePair:
+    """The :class:`VolumePair` of ``row`` from its cached :func:`volume_stats`, reading only the crop box.
+
+    The signal equals :func:`load_pair`'s bit for bit (the same float64 formula); the target may
+    differ from the op library's Otsu standardization in the last bit.
+    """
+    box = preprocess.crop_box(stats["shape"], config.crop_multiple)
+    signal = _standardized_box(row.signal, "signal", config, box, stats["signal_mean"], stats["signal_std"])
+    if config.target_norm == "otsu":
+        target = _standardized_box(row.target, "target", config, box, stats["threshold"], stats["target_std"])
+        foreground = target > 0
+    else:
+        target = _standardized_box(row.target, "target", config, box, stats["target_mean"], stats["target_std"])
+        std = stats["target_std"] if stats["target_std"] > 0 else 1.0
+        foreground = target > np.float32((stats["threshold"] - stats["target_mean"]) / std)
+    mask = None
+    if row.mask is not None:
+        mask = preprocess.resample(open_volume(row.mask, "mask").read(dtype=None), config.factors(), labels=True)
+        mask = np.ascontiguousarray(mask[box])
+    return VolumePair(signal=signal, target=target, foreground=foreground, source=row, mask=mask,
+                      info={"otsu_threshold": stats["threshold"], "foreground_fraction": stats["foreground_fraction"],
+                            "crop_box": [(b.start, b.stop) for b in box], "target_mean": stats["target_mean"],
+                            "target_std": stats["target_std"]})

@@ -1,7 +1,12 @@
-"""Reading and writing 3D volumes as TIFF / OME-TIFF with tifffile, validated.
+"""Reading and writing 3D volumes: TIFF / OME-TIFF with tifffile, OME-Zarr with ome-zarr, validated.
 
 Every problem with a file (missing, unreadable, truncated, not 3D, non-finite values) raises
 :class:`DataError` naming the file and the problem, before the volume is used.
+
+:func:`open_volume` opens a volume lazily (:class:`LazyVolume`): an uncompressed TIFF is memory-mapped
+(``tifffile.memmap``), an OME-Zarr store read chunk by chunk; other TIFFs (compressed, tiled) are read
+whole, as they must be. :func:`read_volume` reads the whole volume. Paths ending ``.zarr`` (or folders
+holding zarr metadata) are OME-Zarr (:mod:`.zarr_io`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Optional, Union
 import numpy as np
 import tifffile
 
+from . import zarr_io
 from .errors import DataError
 
 PathLike = Union[str, Path]
@@ -54,14 +60,99 @@ def _check_extent(tif: "tifffile.TiffFile", path: Path, role: str) -> None:
                                       f"the file has {size}")
 
 
+class LazyVolume:
+    """A single-channel 3D volume ``(Z, Y, X)`` on disk, read in z slabs on demand.
+
+    ``array`` is a memory map, a zarr array or an in-memory array; ``lead`` indexes its singleton
+    leading axes away (the T and C of ``TCZYX``). :meth:`slab` returns a numpy copy of planes
+    ``[z0, z1)``; :meth:`read` the whole volume.
+    """
+
+    def __init__(self, array, lead: tuple, path: Path, role: str) -> None:
+        self.array, self.lead, self.path, self.role = array, lead, path, role
+        self.shape = tuple(int(s) for s in array.shape[len(lead):])
+        self.dtype = np.dtype(array.dtype)
+
+    def slab(self, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
+        try:
+            block = np.asarray(self.array[self.lead + (slice(z0, z1),)])
+        except Exception as err:  # a chunk that cannot be read or decoded
+            raise DataError(self.path, f"cannot read {self.role} planes {z0}..{z1} "
+                                       f"({type(err).__name__}: {err})") from err
+        return block.astype(dtype, copy=False) if dtype is not None else block
+
+    def read(self, dtype=np.float32) -> np.ndarray:
+        return np.ascontiguousarray(self.slab(0, self.shape[0], dtype))
+
+
+def _three_d(shape: tuple, path: Path, role: str) -> tuple:
+    """Index dropping the leading singleton axes down to 3D (``()`` for 3D shapes); DataError when the
+    volume has no 3 non-singleton axes or is empty. A result with more than 3 axes left means singleton
+    axes elsewhere (the caller reads and squeezes)."""
+    if any(s == 0 for s in shape):
+        raise DataError(path, f"{role} is empty, shape {shape}")
+    if len([s for s in shape if s != 1]) != 3:
+        raise DataError(path, f"{role} must be a single-channel 3D volume (Z, Y, X) after dropping "
+                              f"singleton axes; got shape {shape}")
+    lead = 0
+    while len(shape) - lead > 3 and shape[lead] == 1:
+        lead += 1
+    return (0,) * lead
+
+
+def open_volume(path: PathLike, role: str = "volume") -> LazyVolume:
+    """Opens a volume lazily (see the module docstring); problems raise :class:`DataError`."""
+    path = Path(path)
+    if zarr_io.is_zarr(path):
+        array, _, _, _ = zarr_io.open_zarr(path, role)
+        shape = tuple(array.shape)
+        lead = _three_d(shape, path, role)
+        if len(shape) - len(lead) != 3:  # singleton axes in the middle (e.g. Z of 1): read and squeeze
+            return LazyVolume(_checked_3d(np.asarray(array[...]), path, role), (), path, role)
+        return LazyVolume(array, lead, path, role)
+    if not path.is_file():
+        raise DataError(path, f"{role} file not found")
+    try:
+        with _tifffile_warnings() as warnings:
+            mapped = tifffile.memmap(path, mode="r")
+        if warnings:
+            raise ValueError("; ".join(warnings[:3]))
+    except Exception:  # compressed, tiled or odd layouts cannot be mapped: read whole, with every check
+        return LazyVolume(read_volume(path, role, dtype=None, check_finite=False), (), path, role)
+    shape = tuple(mapped.shape)
+    lead = _three_d(shape, path, role)
+    if len(shape) - len(lead) != 3:
+        return LazyVolume(_checked_3d(np.asarray(mapped), path, role), (), path, role)
+    return LazyVolume(mapped, lead, path, role)
+
+
+def _checked_3d(array: np.ndarray, path: Path, role: str) -> np.ndarray:
+    squeezed = np.squeeze(array)
+    if squeezed.ndim != 3:
+        raise DataError(path, f"{role} must be a single-channel 3D volume (Z, Y, X) after dropping "
+                              f"singleton axes; got shape {array.shape}")
+    return squeezed
+
+
+def _finite(volume: np.ndarray, path: Path, role: str) -> None:
+    if np.issubdtype(volume.dtype, np.floating) and not np.isfinite(volume).all():
+        bad = int(np.count_nonzero(~np.isfinite(volume)))
+        raise DataError(path, f"{role} holds {bad} non-finite (NaN or Inf) values")
+
+
 def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_finite: bool = True) -> np.ndarray:
-    """Reads a single-channel 3D volume ``(Z, Y, X)`` from a TIFF/OME-TIFF file.
+    """Reads a single-channel 3D volume ``(Z, Y, X)`` from a TIFF/OME-TIFF file or an OME-Zarr store.
 
     Singleton axes (e.g. the T and C of a ``TCZYX`` OME-TIFF) are dropped; anything else
     that is not 3D is rejected. ``role`` (``"signal"``, ``"target"``, ``"mask"``) goes into
     error messages. The result has ``dtype`` (``None`` keeps the file's).
     """
     path = Path(path)
+    if zarr_io.is_zarr(path):
+        volume = open_volume(path, role).read(dtype)
+        if check_finite:
+            _finite(volume, path, role)
+        return volume
     if not path.is_file():
         raise DataError(path, f"{role} file not found")
     try:
@@ -114,6 +205,9 @@ def _ome_voxel_size(ome_xml: str) -> tuple:
 def read_metadata(path: PathLike) -> VolumeMetadata:
     """Voxel size and unit from OME-XML, ImageJ metadata or the TIFF resolution tags."""
     path = Path(path)
+    if zarr_io.is_zarr(path):
+        _, _, sizes, unit = zarr_io.open_zarr(path)
+        return VolumeMetadata(voxel_size=sizes, unit=unit)
     try:
         with tifffile.TiffFile(path) as tif:
             if tif.is_ome and tif.ome_metadata:
@@ -137,11 +231,17 @@ def read_metadata(path: PathLike) -> VolumeMetadata:
         raise DataError(path, f"cannot read TIFF metadata ({type(err).__name__}: {err})") from err
 
 
+def is_ome_tiff(path: PathLike) -> bool:
+    return Path(path).name.lower().endswith((".ome.tif", ".ome.tiff"))
+
+
 def write_volume(path: PathLike, volume: np.ndarray, metadata: Optional[VolumeMetadata] = None,
                  voxel_size: Optional[tuple] = None, unit: str = "um") -> Path:
-    """Writes a ``(Z, Y, X)`` volume as an ImageJ-compatible TIFF with its voxel size.
+    """Writes a ``(Z, Y, X)`` volume with its voxel size; the kind follows the name.
 
-    ``metadata`` (from :func:`read_metadata`) is kept where known; ``voxel_size`` overrides it.
+    ``*.zarr``: OME-Zarr (:func:`.zarr_io.write_zarr`); ``*.ome.tif(f)``: OME-TIFF with
+    ``PhysicalSize{Z,Y,X}``; anything else: an ImageJ-compatible TIFF. ``metadata`` (from
+    :func:`read_metadata`) is kept where known; ``voxel_size`` overrides it.
     """
     path = Path(path)
     volume = np.asarray(volume)
@@ -160,6 +260,16 @@ def write_volume(path: PathLike, volume: np.ndarray, metadata: Optional[VolumeMe
         kwargs["resolution"] = (1.0 / float(sizes[2]), 1.0 / float(sizes[1]))
     if volume.dtype == np.float64:
         volume = volume.astype(np.float32)
+    if zarr_io.is_zarr(path):
+        return zarr_io.write_zarr(path, volume, sizes, unit if any(sizes) else None)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if is_ome_tiff(path):
+        ome_meta = {"axes": "ZYX"}
+        for axis, size in zip("ZYX", sizes):
+            if size:
+                ome_meta[f"PhysicalSize{axis}"] = float(size)
+                ome_meta[f"PhysicalSize{axis}Unit"] = "µm" if unit in ("um", "micron", "\\u00B5m") else unit
+        tifffile.imwrite(path, volume, ome=True, metadata=ome_meta)
+        return path
     tifffile.imwrite(path, volume, imagej=True, metadata=ij_meta, **kwargs)
     return path

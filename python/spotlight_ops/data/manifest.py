@@ -1,6 +1,7 @@
 """The pytorch_fnet CSV manifest: one row per image pair, ``path_signal,path_target[,path_mask]``.
 
-Relative paths resolve against the CSV's folder, so a dataset folder can be moved whole.
+Relative paths resolve against the CSV's folder, so a dataset folder can be moved whole. A path may
+name a TIFF/OME-TIFF file or an OME-Zarr store (a ``*.zarr`` folder); the kinds may be mixed.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def read_manifest(csv_path: Union[str, Path], check_files: bool = True) -> list[
                 raise DataError(csv_path, f"line {line_number}: empty {column}")
             path = Path(value).expanduser()
             path = path if path.is_absolute() else base / path
-            if check_files and not path.is_file():
+            exists = path.is_dir() if path.suffix.lower() == ".zarr" else path.is_file()
+            if check_files and not exists:
                 raise DataError(path, f"file not found ({column} on line {line_number} of {csv_path})")
             paths[column] = path
         rows.append(ManifestRow(paths["path_signal"], paths["path_target"], paths.get(MASK_COLUMN)))

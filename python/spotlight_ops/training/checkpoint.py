@@ -4,14 +4,17 @@ File format: ``MAGIC`` (16 bytes) + SHA-256 of the payload (32 bytes) + payload 
 (8 bytes, little endian) + the payload, a ``torch.save`` archive. Loading checks all three,
 so a truncated or corrupted file raises :class:`CheckpointError` instead of loading garbage.
 
-Writing (:func:`save_atomic`): write to a temporary file in the same folder, flush, fsync,
-``os.replace`` onto the destination, fsync the folder: a crash leaves either the old or the
-new file, never a torn one.
+Writing (:func:`save_atomic`): :func:`~.runfiles.atomic_write_bytes` (temporary file in the same
+folder, fsync, ``os.replace``, folder fsync): a crash leaves either the old or the new file, never a
+torn one.
 
 :class:`CheckpointManager` keeps two files in a run's ``checkpoints/`` folder:
-``checkpoint_latest.pt`` and ``checkpoint_last_good.pt`` (the one before, known good). Before a
-new latest is written, the current latest becomes last-good only if it is known intact (written
-by this process or verified when resumed from); a corrupt latest is never promoted.
+``checkpoint_latest.pt`` and ``checkpoint_last_good.pt`` (the one before, known good). A save
+writes the new checkpoint to a temporary first, then hard-links the current latest to a second
+temporary and renames that over last-good, then renames the new checkpoint over latest: at every
+instant ``checkpoint_latest.pt`` exists and is intact. The current latest becomes last-good only if
+it is known intact (written by this process or verified when resumed from); a corrupt latest is
+never promoted.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Optional, Union
 
 import torch
 
+from .runfiles import atomic_write_bytes, fault_point, fsync_dir, remove_temporaries, temporary_name
+
 MAGIC = b"SPOTLIGHT-CKPT01"
 _HEADER = struct.Struct("<16s32sQ")
 LATEST = "checkpoint_latest.pt"
@@ -36,40 +41,36 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used (missing, truncated, corrupted, incompatible); names the file."""
 
 
-def _fsync_dir(folder: Path) -> None:
+def encode(payload: dict) -> bytes:
+    """The file's bytes for ``payload``: header (magic, SHA-256, length) + the ``torch.save`` archive."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    return _HEADER.pack(MAGIC, hashlib.sha256(data).digest(), len(data)) + data
+
+
+def digest_of(encoded: bytes) -> str:
+    """The payload's SHA-256 (hex) recorded in the header of :func:`encode`'s bytes."""
+    return _HEADER.unpack_from(encoded)[1].hex()
+
+
+def read_digest(path: Union[str, Path]) -> Optional[str]:
+    """The payload SHA-256 (hex) in a checkpoint's header, or None when unreadable (no full check)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER.size)
     except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return None
+    if len(head) < _HEADER.size or head[:16] != MAGIC:
+        return None
+    return _HEADER.unpack(head)[1].hex()
 
 
 def save_atomic(path: Union[str, Path], payload: dict) -> Path:
     """Writes ``payload`` (torch-serializable) to ``path`` atomically and durably."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    header = _HEADER.pack(MAGIC, hashlib.sha256(data).digest(), len(data))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(header)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_bytes(path, encode(payload))
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict:
@@ -81,6 +82,8 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         raw = path.read_bytes()
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read checkpoint ({err})") from err
+    if not raw.startswith(MAGIC[:len(raw)]):
+        raise CheckpointError(f"{path}: not a spotlight checkpoint (bad magic bytes)")
     if len(raw) < _HEADER.size:
         raise CheckpointError(f"{path}: checkpoint truncated ({len(raw)} bytes, shorter than its header)")
     magic, digest, length = _HEADER.unpack_from(raw)
@@ -115,16 +118,34 @@ class CheckpointManager:
 
     def remove_stale_temporaries(self) -> None:
         """Temporary files left by a process killed while writing."""
-        for tmp in self.folder.glob(".checkpoint_*.tmp-*"):
-            tmp.unlink(missing_ok=True)
+        remove_temporaries(self.folder)
 
-    def save(self, payload: dict) -> Path:
+    def save(self, payload: dict) -> str:
+        """Writes ``payload`` as the new latest (rotation in the module docstring); returns its SHA-256."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self._latest_is_good and self.latest.exists():
-            os.replace(self.latest, self.last_good)
-        save_atomic(self.latest, payload)
+        encoded = encode(payload)
+        if not (self._latest_is_good and self.latest.exists()):
+            atomic_write_bytes(self.latest, encoded)  # nothing to promote: a plain atomic replace
+        else:
+            staged = self.folder / f".{LATEST}.new.tmp-{os.getpid()}"
+            promoted = temporary_name(self.last_good)
+            try:
+                atomic_write_bytes(staged, encoded)  # the new checkpoint, complete and synced, beside latest
+                promoted.unlink(missing_ok=True)
+                try:
+                    os.link(self.latest, promoted)  # last-good becomes the current latest; latest stays
+                except OSError:  # a filesystem without hard links: a copy, written atomically too
+                    atomic_write_bytes(promoted, self.latest.read_bytes())
+                os.replace(promoted, self.last_good)
+                fault_point(f"rotated:{self.last_good}")
+                os.replace(staged, self.latest)
+                fault_point(f"renamed:{self.latest}")
+                fsync_dir(self.folder)
+            finally:
+                staged.unlink(missing_ok=True)
+                promoted.unlink(missing_ok=True)
         self._latest_is_good = True
-        return self.latest
+        return digest_of(encoded)
 
     def load_for_resume(self, map_location="cpu") -> tuple[Optional[dict], Optional[Path]]:
         """The newest intact checkpoint, or (None, None) when the folder holds none.

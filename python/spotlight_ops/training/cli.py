@@ -1,4 +1,7 @@
-"""``spotlight train``: flags for every :class:`TrainConfig` key, a YAML ``--config``, ``--resume``."""
+"""``spotlight train``: flags for every :class:`TrainConfig` key, a YAML ``--config``, ``--resume``.
+
+Errors propagate to the ``spotlight`` command, which prints them as one line (:mod:`spotlight_ops.cli`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-from .config import TrainConfig, build_config
+from .config import TrainConfig, build_config, config_from_checkpoint
 
 
 def _bool(text: str) -> bool:
@@ -21,6 +23,33 @@ def _bool(text: str) -> bool:
 
 def _auto_bool(text: str):
     return "auto" if text.strip().lower() == "auto" else _bool(text)
+
+
+class SwitchAction(argparse.Action):
+    """``--progress`` / ``--no-progress``, as on every spotlight command; the older ``--progress false``
+    still works and says it is deprecated."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        names = list(option_strings)
+        names += [f"--no-{name[2:]}" for name in option_strings if name.startswith("--")]
+        super().__init__(names, dest, nargs="?", metavar="", **kwargs)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if option_string.startswith("--no-"):
+            if value is not None:
+                parser.error(f"{option_string} takes no value")
+            setattr(namespace, self.dest, False)
+            return
+        if value is None:
+            setattr(namespace, self.dest, True)
+            return
+        try:
+            flag = _bool(value)
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument {option_string}: {err}")
+        print(f"WARNING: '{option_string} {value}' is deprecated; write "
+              f"{option_string if flag else '--no-' + option_string[2:]}", file=sys.stderr)
+        setattr(namespace, self.dest, flag)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="voxel size after resampling (default: the smallest of --voxel-size)")
     p.add_argument("--target-norm", dest="target_norm", choices=["otsu", "zscore"],
                    help="target standardization (default otsu: (x - T) / std)")
-    p.add_argument("--smooth-threshold", dest="smooth_threshold", type=_bool,
+    p.add_argument("--smooth-threshold", dest="smooth_threshold", action=SwitchAction,
                    help="choose Otsu T on a median(5)+Gaussian(5) smoothed copy (default false)")
     p.add_argument("--crop-multiple", dest="crop_multiple", type=int, help="crop volumes to a multiple (default 16)")
     p.add_argument("--min-foreground-fraction", dest="min_foreground_fraction", type=float,
@@ -68,34 +97,66 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--amp", type=_auto_bool, help="mixed precision on CUDA: auto, true, false (default auto)")
     p.add_argument("--amp-dtype", dest="amp_dtype", choices=["bfloat16", "float16"], help="autocast dtype")
-    p.add_argument("--deterministic", type=_bool, help="use deterministic algorithms (default false)")
+    p.add_argument("--deterministic", action=SwitchAction, help="use deterministic algorithms (default false)")
     p.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
-    p.add_argument("--sync-batchnorm", dest="sync_batchnorm", type=_bool, help="SyncBatchNorm under DDP")
-    p.add_argument("--progress", type=_bool, help="show a progress bar (default true)")
+    p.add_argument("--sync-batchnorm", dest="sync_batchnorm", action=SwitchAction, help="SyncBatchNorm under DDP")
+    p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
+                   help=f"learning-rate schedule after the warm-up (default {d.lr_schedule}, the paper's)")
+    p.add_argument("--warmup-iterations", dest="warmup_iterations", type=int,
+                   help=f"iterations of linear warm-up from 0 to --lr (default {d.warmup_iterations})")
+    p.add_argument("--min-lr", dest="min_lr", type=float,
+                   help=f"learning rate at the end of the cosine schedule (default {d.min_lr})")
+    p.add_argument("--progress", action=SwitchAction, help="show a progress bar (default: shown)")
     p.add_argument("--tensorboard", type=_auto_bool, help="TensorBoard logging: auto, true, false")
+    p.add_argument("--val-csv", dest="val_csv", help="manifest of held-out validation pairs")
+    p.add_argument("--val-fraction", dest="val_fraction", type=float,
+                   help="hold out this fraction of the training manifest instead (seeded split; default 0)")
+    p.add_argument("--val-every", dest="val_every", type=int, help=f"iterations between validations (default {d.val_every})")
+    p.add_argument("--val-patches", dest="val_patches", type=int,
+                   help=f"fixed validation patches (default {d.val_patches})")
+    p.add_argument("--augment", choices=["none", "yx", "zyx"],
+                   help="random flips and quarter turns in YX (yx), and z flips (zyx); default none")
+    p.add_argument("--buffer-size", dest="buffer_size", type=int,
+                   help="volumes held in memory at once, read lazily (default 0: all of them)")
+    p.add_argument("--buffer-switch-every", dest="buffer_switch_every", type=int,
+                   help=f"iterations between replacing one buffered volume (default {d.buffer_switch_every})")
+    p.add_argument("--stats-cache", dest="stats_cache",
+                   help="JSON cache of per-volume statistics (default RUN/preprocess_stats.json)")
     p.set_defaults(handler=run)
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < YAML < flags; ``--resume`` without ``--config`` starts from the run's own config.yaml."""
+    """Defaults < YAML < flags; ``--resume`` without ``--config`` starts from the run's own config.yaml,
+    or, when that is missing or damaged, from the config stored in the run's newest intact checkpoint."""
     overrides = {name: getattr(args, name) for name in TrainConfig.field_names() if hasattr(args, name)}
-    yaml_path = args.config
-    if yaml_path is None and getattr(args, "resume", False) and args.out_dir:
-        saved = Path(args.out_dir) / "config.yaml"
-        yaml_path = saved if saved.is_file() else None
-    return build_config(yaml_path, overrides)
+    if args.config is not None or not (getattr(args, "resume", False) and args.out_dir):
+        return build_config(args.config, overrides)
+    saved = Path(args.out_dir) / "config.yaml"
+    try:
+        if not saved.is_file():
+            raise ValueError(f"{saved}: config file not found")
+        return build_config(saved, overrides)
+    except ValueError as err:
+        fallback = config_from_checkpoint(Path(args.out_dir) / "checkpoints", overrides)
+        if fallback is None:
+            if saved.is_file():
+                raise
+            return build_config(None, overrides)  # a fresh folder: --resume starts from scratch
+        print(f"WARNING: {err}; using the config stored in the run's checkpoint instead "
+              f"(config.yaml is rewritten from it)", file=sys.stderr)
+        return fallback
 
 
 def run(args: argparse.Namespace) -> int:
-    from .trainer import train
+    from .trainer import Stopped, train
 
+    config = config_from_args(args)
     try:
-        config = config_from_args(args)
         result = train(config, resume=args.resume)
-    except (ValueError, FileExistsError, CheckpointError, FloatingPointError) as err:
-        print(f"spotlight train: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, (ValueError, FileExistsError)) else 1
+    except Stopped as stop:
+        print(f"spotlight train: {stop}", file=sys.stderr)
+        return stop.exit_code
     if not result.already_finished and result.model_path is not None:
         print(f"Finished {result.iteration} iterations; model written to {result.model_path}")
     return 0

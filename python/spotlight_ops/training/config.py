@@ -17,7 +17,7 @@ from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv"})
+                               "num_threads", "out_dir", "train_csv", "val_csv", "stats_cache"})
 
 
 @dataclass
@@ -31,10 +31,17 @@ class TrainConfig:
     ``"spotlight"``), ``lam``, ``k``, ``mse_term`` (Spotlight minimises
     ``lam * MSE + (1 - lam) * Dice``; ``"plain"``, the default: the MSE over every voxel, so that the
     background keeps a gradient where the soft Dice's vanishes; ``"masked"``: the paper's MMSE over the
-    target's foreground, which collapses on the real data of docs/collapse.md). Optimiser: Adam ``lr``, ``betas``. Schedule: ``iterations``,
+    target's foreground, which collapses on the real data of docs/collapse.md). Optimiser: Adam ``lr``,
+    ``betas``. Schedule: ``iterations``,
     ``checkpoint_every``, ``log_every``, ``seed``. Runtime: ``device`` (auto/cpu/cuda), ``amp``
     (auto = on for CUDA only), ``amp_dtype``, ``deterministic``, ``num_threads``,
-    ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed).
+    ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed). Learning rate:
+    ``lr_schedule`` (``constant``, the paper's, or ``cosine``), ``warmup_iterations``, ``min_lr``
+    (:func:`~spotlight_ops.training.schedule.learning_rate`).
+    Validation (:mod:`.validation`): ``val_csv`` or ``val_fraction`` of the training manifest,
+    ``val_every``, ``val_patches``. Augmentation: ``augment`` (``none``, ``yx``, ``zyx``). Data larger
+    than memory (:mod:`spotlight_ops.data.buffer`): ``buffer_size`` (0: every volume in memory),
+    ``buffer_switch_every``, ``stats_cache`` (default ``<out_dir>/preprocess_stats.json``).
     """
 
     train_csv: Optional[str] = None
@@ -45,6 +52,9 @@ class TrainConfig:
     mse_term: str = "plain"  # Spotlight's MSE term: "plain" (every voxel, docs/collapse.md) or "masked" (the paper)
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)
+    lr_schedule: str = "constant"
+    warmup_iterations: int = 0
+    min_lr: float = 0.0
     batch_size: int = 24
     patch_size: tuple = (32, 64, 64)
     iterations: int = 50_000
@@ -69,12 +79,24 @@ class TrainConfig:
     sync_batchnorm: bool = False
     progress: bool = True
     tensorboard: Union[str, bool] = "auto"
+    val_csv: Optional[str] = None
+    val_fraction: float = 0.0
+    val_every: int = 500
+    val_patches: int = 16
+    augment: str = "none"
+    buffer_size: int = 0
+    buffer_switch_every: int = 100
+    stats_cache: Optional[str] = None
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
-        self.patch_size = tuple(int(p) for p in self.patch_size)
+        for name in _FLOATS:
+            setattr(self, name, _number(name, getattr(self, name), float))
+        for name in _INTS:
+            setattr(self, name, _number(name, getattr(self, name), int))
+        self.betas = _numbers("betas", self.betas, float)
+        self.patch_size = _numbers("patch_size", self.patch_size, int)
         if self.voxel_size is not None:
-            self.voxel_size = tuple(float(v) for v in self.voxel_size)
+            self.voxel_size = _numbers("voxel_size", self.voxel_size, float)
         self.validate()
 
     def validate(self) -> None:
@@ -85,11 +107,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
         for name in ("batch_size", "iterations", "checkpoint_every", "log_every", "base_channels", "crop_multiple",
-                     "max_retries"):
+                     "max_retries", "val_every", "val_patches"):
             positive_int(name)
         if self.mse_term not in ("plain", "masked"):
             raise ValueError(f"mse_term must be 'plain' (MSE over every voxel) or 'masked' (the paper's MMSE over "
                              f"the foreground), got {self.mse_term!r}")
+        for name in ("buffer_size", "buffer_switch_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        if self.val_csv and self.val_fraction:
+            raise ValueError("give val_csv or val_fraction, not both")
+        if self.augment not in ("none", "yx", "zyx"):
+            raise ValueError(f"augment must be 'none', 'yx' or 'zyx', got {self.augment!r}")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
             raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
         if self.loss not in ("mse", "spotlight"):
@@ -100,6 +133,12 @@ class TrainConfig:
             raise ValueError(f"k must lie in the open interval (-1, 1), got {self.k!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.warmup_iterations < 0:
+            raise ValueError(f"warmup_iterations must be >= 0, got {self.warmup_iterations!r}")
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr must lie in [0, lr = {self.lr}], got {self.min_lr!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if len(self.patch_size) != 3 or any(p < 1 for p in self.patch_size):
@@ -141,7 +180,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{source}: unknown config key(s) {', '.join(unknown)}; "
                              f"known keys: {', '.join(cls.field_names())}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}" if source != "config" else str(err)) from None
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """Keys (outside :data:`RESUMABLE_CHANGES`) whose values differ from ``other``'s."""
@@ -149,15 +191,54 @@ class TrainConfig:
         return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs.get(k)]
 
 
+_FLOATS = ("lam", "k", "lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction")
+_INTS = ("batch_size", "iterations", "depth", "base_channels", "checkpoint_every", "log_every", "seed",
+         "crop_multiple", "max_retries", "num_threads", "warmup_iterations")
+
+
+def _number(name: str, value, kind: type):
+    """``value`` as a ``kind`` (numeric strings too: YAML 1.1 reads ``1e-3`` as a string); None stays None."""
+    if value is None and name in ("isotropic_voxel_size", "num_threads"):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
+    try:
+        number = kind(value) if not isinstance(value, str) or kind is float else int(value.strip())
+    except (TypeError, ValueError):
+        number = None
+    if number is None or (kind is int and isinstance(value, float) and value != number):
+        raise ValueError(f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
+    return number
+
+
+def _numbers(name: str, values, kind: type) -> tuple:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a list of numbers, got {values!r}")
+    try:
+        return tuple(_number(name, v, kind) for v in values)
+    except ValueError:
+        raise ValueError(f"{name} must be a list of {'numbers' if kind is float else 'integers'}, "
+                         f"got {values!r}") from None
+
+
 def read_yaml(path: Union[str, Path]) -> dict:
     """The mapping in a YAML config file; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: config file not found")
+    raw = path.read_bytes()
+    if b"\0" in raw:
+        raise ValueError(f"{path}: not a YAML text file (binary content, byte 0 at offset {raw.index(0)}); "
+                         f"give a YAML config of key: value lines")
     try:
-        values = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a YAML text file (byte {raw[err.start]:#x} at offset {err.start} is not "
+                         f"UTF-8); give a YAML config of key: value lines") from None
+    try:
+        values = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: invalid YAML ({err})") from err
+        raise ValueError(f"{path}: invalid YAML ({_one_line(err)})") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -177,5 +258,30 @@ def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Option
     return TrainConfig.from_dict(values, source)
 
 
+def _one_line(err) -> str:
+    return " ".join(str(err).split())
+
+
 def write_yaml(config: TrainConfig, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Writes the config atomically (a kill mid-write leaves the old file or the new one)."""
+    from .runfiles import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[str, Any]] = None
+                           ) -> Optional[TrainConfig]:
+    """The config stored in the newest intact checkpoint of ``folder`` plus ``overrides``; None without one."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    for name in ("checkpoint_latest.pt", "checkpoint_last_good.pt"):
+        path = Path(folder) / name
+        if not path.is_file():
+            continue
+        try:
+            values = dict(load_checkpoint(path)["config"])
+        except (CheckpointError, KeyError, TypeError):
+            continue
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return TrainConfig.from_dict(values, f"{path} (config)")
+    return None

@@ -6,7 +6,8 @@ validation metrics). Numbers are written with ``repr`` so they read back bit-exa
 without a value in a row is an empty cell and reads back as ``None``. On resume the rows after the
 checkpoint's iteration (written before a crash) are dropped, so the log always matches the state it
 continues from; kept rows are rewritten under the current header (a column the old file lacks is
-empty in them).
+empty in them). That rewrite is atomic (a kill during it leaves the old log whole), and rows are
+appended after it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import math
 import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
+
+from .runfiles import atomic_write_text
 
 COLUMNS = ("iteration", "loss", "seconds")
 
@@ -91,13 +94,17 @@ class LossLog:
         self.path = Path(run_dir) / "log.csv"
         kept = [r for r in read_log(self.path) if r["iteration"] <= resume_from_iteration] \
             if resume_from_iteration > 0 else []
-        self._handle = open(self.path, "w", newline="")
-        self._writer = csv.writer(self._handle)
-        self._writer.writerow(COLUMNS + self.columns)
+        # the kept rows go to a new file that replaces the old one atomically: a kill here leaves
+        # the old log whole, never a truncated one; then rows are appended to it
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(COLUMNS + self.columns)
         for r in kept:
-            self._writer.writerow([r["iteration"], repr(r["loss"]), repr(r["seconds"])]
-                                  + [_cell(r.get(name)) for name in self.columns])
-        self._handle.flush()
+            writer.writerow([r["iteration"], repr(r["loss"]), repr(r["seconds"])]
+                            + [_cell(r.get(name)) for name in self.columns])
+        atomic_write_text(self.path, text.getvalue())
+        self._handle = open(self.path, "a", newline="")
+        self._writer = csv.writer(self._handle)
         self._offset = kept[-1]["seconds"] if kept else 0.0
         self._start = time.monotonic()
         self._tb = self._open_tensorboard(Path(run_dir) / "tensorboard", tensorboard)

@@ -19,7 +19,10 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +31,82 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..data import PatchSampler, load_pairs
+from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
 from ..models import FNet
 from . import distributed as D
-from .checkpoint import CheckpointError, CheckpointManager, save_atomic
+from ..models import model_file
+from .checkpoint import CheckpointError, CheckpointManager, read_digest
 from .config import TrainConfig, write_yaml
-from .log import LossLog
+from .log import LossLog, read_log
 from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
+from .runfiles import RunLock, remove_temporaries
+from .schedule import learning_rate
+from . import validation as V
 
 FORMAT_VERSION = 1
+
+
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
+
+
+class Stopped(Exception):
+    """Training stopped by SIGTERM or SIGHUP after saving a checkpoint at the current iteration.
+
+    ``exit_code`` is 128 + the signal number (143 for SIGTERM, 129 for SIGHUP), as a shell reports a
+    process ended by that signal, so job schedulers see a pre-empted job.
+    """
+
+    def __init__(self, signum: int, iteration: int, checkpoint: Path, run_dir: Path) -> None:
+        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint saved to "
+                         f"{checkpoint}; continue with: spotlight train --out {run_dir} --resume")
+
+
+class _StopRequests:
+    """SIGTERM/SIGHUP handlers that only note the signal; the loop saves and stops at the iteration's end."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.signum = self.signum or signum
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def default_num_threads() -> int:
+    """Threads when ``num_threads`` is not set: half the CPUs this process may use, at least 1.
+
+    torch's default (all cores) stalls on a shared machine: its OpenMP threads spin waiting for each
+    other while other processes hold the cores (docs/training.md, "Threads", has the measurements).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 @dataclass
@@ -77,6 +146,22 @@ def _amp_settings(config: TrainConfig, device: torch.device) -> tuple:
     if enabled and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         dtype = torch.float16
     return enabled, dtype
+
+
+_ESTIMATE_AFTER = 5  # timed iterations (after the first, which warms up) before the estimate
+
+
+def _estimate(timing_from: Optional[float], timed: int, iteration: int, last: int) -> tuple:
+    """Prints one line with the time per iteration and the time left, after the first few iterations."""
+    now = time.monotonic()
+    if timing_from is None:
+        return now, 0
+    timed += 1
+    if timed == _ESTIMATE_AFTER and iteration < last:
+        per = (now - timing_from) / timed
+        print(f"train: {per:.3g} s/iteration; about {_duration(per * (last - iteration))} for the remaining "
+              f"{last - iteration} iterations", file=sys.stderr, flush=True)
+    return timing_from, timed
 
 
 def _resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.DistContext) -> Optional[dict]:
@@ -141,12 +226,50 @@ def train(config: TrainConfig, resume: bool = False,
 
 def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) -> TrainResult:
     run_dir = Path(config.out_dir)
-    manager = CheckpointManager(run_dir / "checkpoints")
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
                          f"{ctx.world_size}")
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(config.num_threads or default_num_threads())
+    elif config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    lock = RunLock(run_dir)
+    if ctx.is_main:
+        lock.acquire()  # before anything in the folder is read or written; the kernel frees it if we die
+    try:
+        return _train_locked(config, resume, on_iteration, ctx, run_dir)
+    finally:
+        lock.release()
+
+
+def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int, digest: Optional[str]) -> Path:
+    """model.pt from the weights of the checkpoint with payload SHA-256 ``digest`` (recorded as its source)."""
+    payload = _model_file(config, bare_model, iteration, {"checkpoint": "checkpoints/checkpoint_latest.pt",
+                                                          "iteration": iteration, "sha256": digest})
+    return model_file.write_model_file(run_dir / model_file.MODEL_NAME, payload)
+
+
+def _repair_model(run_dir: Path, manager: CheckpointManager, payload: dict) -> Path:
+    """A finished run's model.pt, rewritten from the latest checkpoint when missing or not copied from it."""
+    model_path = run_dir / model_file.MODEL_NAME
+    source = Path(payload["_path"])
+    if model_file.is_current(model_path, source):
+        return model_path
+    state = model_file.model_payload(FNet(**payload["model_config"]), payload["preprocess"], payload["config"],
+                                     payload["iteration"], {"checkpoint": f"checkpoints/{source.name}",
+                                                            "iteration": payload["iteration"],
+                                                            "sha256": read_digest(source)})
+    state["model"] = payload["model"]
+    print(f"Run {run_dir}: {model_path} was {'stale' if model_path.exists() else 'missing'}; rewritten from "
+          f"{source} (iteration {payload['iteration']}).", file=sys.stderr)
+    return model_file.write_model_file(model_path, state)
+
+
+def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext, run_dir: Path
+                  ) -> TrainResult:
+    manager = CheckpointManager(run_dir / "checkpoints")
+    if ctx.is_main:
+        remove_temporaries(run_dir)  # left by a process killed while writing config.yaml, log.csv, model.pt
 
     payload = None
     if resume:
@@ -154,11 +277,13 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
         if payload is None and ctx.is_main:
             print(f"No checkpoint in {manager.folder}; starting from scratch.", file=sys.stderr)
         elif payload is not None and payload["iteration"] >= config.iterations:
+            model_path = None
             if ctx.is_main:
+                model_path = _repair_model(run_dir, manager, payload)
                 print(f"Run {run_dir} already finished (iteration {payload['iteration']} of {config.iterations}); "
                       f"nothing to do.")
-            return TrainResult(run_dir, payload["iteration"], True, already_finished=True,
-                               model_path=run_dir / "model.pt" if (run_dir / "model.pt").exists() else None)
+            D.barrier(ctx)
+            return TrainResult(run_dir, payload["iteration"], True, already_finished=True, model_path=model_path)
     elif manager.exists():
         raise FileExistsError(f"{run_dir} already holds checkpoints of a run; pass --resume to continue it "
                               f"or choose another output folder")
@@ -172,16 +297,18 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = not config.deterministic
 
-    pairs = load_pairs(config.train_csv, config.preprocess(), progress=config.progress and ctx.is_main)
+    pairs, val_rows = _training_data(config, run_dir, ctx)
     seed_everything(config.seed)  # the same initial weights on every process
     model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    saved_digest = None  # the SHA-256 of the last checkpoint written, recorded in model.pt
     amp_enabled, amp_dtype = _amp_settings(config, ctx.device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
     sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size, seed=config.seed,
                            rank=ctx.rank, min_foreground_fraction=config.min_foreground_fraction,
-                           max_retries=config.max_retries)
+                           max_retries=config.max_retries, augment=config.augment)
     start = 0
+    best = {"val_loss": None, "iteration": None}
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -197,9 +324,15 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size,
                                    seed=config.seed + 7919 * start, rank=ctx.rank,
                                    min_foreground_fraction=config.min_foreground_fraction,
-                                   max_retries=config.max_retries)
+                                   max_retries=config.max_retries, augment=config.augment)
+        best = dict(payload.get("validation") or best)
+        saved_digest = read_digest(payload["_path"])
         if ctx.is_main:
             print(f"Resuming {run_dir} from {payload['_path']} at iteration {start}.", file=sys.stderr)
+            if payload.get("threads") not in (None, torch.get_num_threads()) and ctx.device.type == "cpu":
+                print(f"WARNING: the checkpoint was written with {payload['threads']} CPU threads, this run uses "
+                      f"{torch.get_num_threads()}: losses may differ from an uninterrupted run in the last bits "
+                      f"(set --num-threads {payload['threads']} for a bit-exact resume)", file=sys.stderr)
 
     if ctx.distributed:
         if config.sync_batchnorm:
@@ -216,10 +349,28 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
         return {"format_version": FORMAT_VERSION, "iteration": iteration, "config": config.to_dict(),
                 "model_config": bare_model.config(), "model": bare_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
-                "sampler": sampler_states, "world_size": ctx.world_size,
-                "preprocess": dataclasses.asdict(config.preprocess())}
+                "sampler": sampler_states, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
+                "preprocess": dataclasses.asdict(config.preprocess()), "validation": dict(best)}
 
-    log = LossLog(run_dir, start, config.tensorboard, columns=FRACTION_COLUMNS) if ctx.is_main else None
+    def save_checkpoint(iteration: int) -> None:
+        nonlocal saved_digest, saved_at
+        state = checkpoint_payload(iteration)
+        if ctx.is_main:
+            saved_digest = manager.save(state)
+        saved_at = iteration
+
+    def rate(iteration: int) -> float:
+        return learning_rate(iteration, config.lr, config.lr_schedule, config.warmup_iterations,
+                             config.iterations, config.min_lr)
+
+    validator, last_plot = None, -math.inf
+    if val_rows and ctx.is_main:
+        patches = V.fixed_patches(val_rows, config.preprocess(), config.patch_size, config.val_patches, config.seed,
+                                  config.min_foreground_fraction, config.max_retries, progress=config.progress)
+        validator = V.Validator(patches, criterion, config.batch_size // ctx.world_size, ctx.device,
+                                autocast if amp_enabled else None)
+    columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
+    log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
     fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
     monitor = CollapseMonitor(hint=collapse_hint(config))
     from tqdm import tqdm
@@ -227,9 +378,22 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
                disable=not (config.progress and ctx.is_main))
     loss_value = None
+    saved_at = start if payload is not None else None
+    timing_from, timed = None, 0
+    if ctx.is_main:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        schedule = config.lr_schedule + (f" after {config.warmup_iterations} warm-up" if config.warmup_iterations
+                                         else "")
+        print(f"train: device {ctx.device}, {torch.get_num_threads()} CPU thread(s) of {cores} core(s), "
+              f"{ctx.world_size} process(es); iterations {start + 1}..{config.iterations}, lr {config.lr:g} "
+              f"({schedule}); a time estimate follows the first iterations", file=sys.stderr, flush=True)
     model.train()
+    stop = _StopRequests()
     try:
+        stop.__enter__()
         for iteration in range(start + 1, config.iterations + 1):
+            for group in optimizer.param_groups:
+                group["lr"] = rate(iteration)
             signal_np, target_np = sampler.sample()
             signal = torch.from_numpy(signal_np).to(ctx.device, non_blocking=True)
             target = torch.from_numpy(target_np).to(ctx.device, non_blocking=True)
@@ -240,36 +404,89 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            loss_value = float(D.mean_across_ranks(loss.detach(), ctx))
+            if ctx.distributed:  # one reduction carries the loss and whether any process was asked to stop
+                flags = torch.stack([loss.detach().float(), torch.tensor(float(stop.signum), device=loss.device)])
+                flags = D.mean_across_ranks(flags, ctx)
+                loss_value, stop_requested = float(flags[0]), float(flags[1]) > 0
+            else:
+                loss_value, stop_requested = float(loss.detach()), stop.signum != 0
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; the last checkpoint "
-                                         f"in {manager.folder} is intact (lower lr or check the data)")
-            if iteration % config.log_every == 0 or iteration == config.iterations:  # the same on every rank
+                where = (f"the checkpoint of iteration {saved_at} in {manager.folder} is intact and --resume "
+                         f"continues from it" if saved_at else
+                         f"no checkpoint was written yet (the first is due at iteration "
+                         f"{min(config.checkpoint_every, config.iterations)})")
+                raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; {where}; lower --lr "
+                                         f"or check the data of {config.train_csv} (targets of extreme values?)")
+            val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
+            metrics = {}
+            if validator is not None and val_due:
+                metrics = validator.evaluate(bare_model)
+                if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
+                    best = {"val_loss": metrics["val_loss"], "iteration": iteration}
+                    model_file.write_model_file(manager.folder / "checkpoint_best.pt",
+                                                _model_file(config, bare_model, iteration, validation=dict(best)))
+            if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
                 fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
                 fg_pred, fg_target = fractions.tolist()
                 if log is not None:
-                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target})
+                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                    **metrics})
                     warning = monitor.update(iteration, fg_pred, fg_target)
                     if warning:
                         tqdm.write(warning, file=sys.stderr)
+                    # redrawn at most every PLOT_SECONDS (a figure costs about a second) and at the last iteration
+                    if metrics and (iteration == config.iterations or time.monotonic() - last_plot >= V.PLOT_SECONDS):
+                        V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
+                        last_plot = time.monotonic()
                     bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
             bar.update(1)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-                state = checkpoint_payload(iteration)
-                if ctx.is_main:
-                    manager.save(state)
+                save_checkpoint(iteration)
+            if ctx.is_main:
+                timing_from, timed = _estimate(timing_from, timed, iteration, config.iterations)
+            if stop_requested and iteration < config.iterations:
+                if saved_at != iteration:
+                    save_checkpoint(iteration)
+                signum = stop.signum or STOP_SIGNALS[0]
+                raise Stopped(signum, iteration, manager.latest, run_dir)
             if on_iteration is not None:
                 on_iteration(iteration, loss_value)
     finally:
+        stop.__exit__(None, None, None)
         bar.close()
         if log is not None:
             log.close()
 
     model_path = None
     if ctx.is_main:
-        model_path = save_atomic(run_dir / "model.pt", {
-            "format_version": FORMAT_VERSION, "iteration": config.iterations, "model_config": bare_model.config(),
-            "model": bare_model.state_dict(), "preprocess": dataclasses.asdict(config.preprocess()),
-            "config": config.to_dict()})
+        model_path = _write_model(run_dir, bare_model, config, config.iterations, saved_digest)
     D.barrier(ctx)
     return TrainResult(run_dir, config.iterations, True, model_path=model_path, last_loss=loss_value)
+
+
+def _model_file(config: TrainConfig, model: nn.Module, iteration: int, source: Optional[dict] = None,
+                **extra) -> dict:
+    """What ``model.pt`` and ``checkpoint_best.pt`` hold (:mod:`spotlight_ops.models.model_file`)."""
+    payload = model_file.model_payload(model, dataclasses.asdict(config.preprocess()), config.to_dict(), iteration,
+                                       source)
+    payload.update(extra)
+    return payload
+
+
+def _training_data(config: TrainConfig, run_dir: Path, ctx: D.DistContext) -> tuple:
+    """``(pairs, val_rows)``: the training volumes (all in memory, or a :class:`VolumeBuffer`) and the held-out rows."""
+    rows = read_manifest(config.train_csv)
+    val_rows = read_manifest(config.val_csv) if config.val_csv else []
+    if config.val_fraction:
+        rows, val_rows = V.split_rows(rows, config.val_fraction, config.seed)
+    progress = config.progress and ctx.is_main
+    if not config.buffer_size:
+        return load_pairs(rows, config.preprocess(), progress=progress), val_rows
+    cache = StatsCache(config.stats_cache or run_dir / "preprocess_stats.json")
+    buffer = VolumeBuffer(rows, config.preprocess(), config.buffer_size, config.buffer_switch_every, cache,
+                          seed=config.seed, rank=ctx.rank, progress=progress)
+    if ctx.is_main:
+        print(f"Volume buffer: {buffer.size} of {len(rows)} pairs in memory, one switched every "
+              f"{config.buffer_switch_every} iterations; statistics: {cache.hits} cached, {cache.misses} computed "
+              f"({cache.path})", file=sys.stderr)
+    return buffer, val_rows

@@ -1,0 +1,168 @@
+"""The model file (``model.pt``): one format, written by training and read by prediction.
+
+A model file is a framed checkpoint file (:mod:`spotlight_ops.training.checkpoint`: magic bytes,
+SHA-256, length, ``torch.save`` payload) whose payload holds::
+
+    kind            "spotlight-model"
+    format_version  MODEL_FORMAT_VERSION (2); version 1 files (no kind, no source) are read too
+    architecture    "fnet"
+    model_config    FNet constructor arguments
+    model           the state dict
+    preprocess      PreprocessConfig as a dict (prediction repeats training's preprocessing)
+    config          the TrainConfig as a dict
+    iteration       the training iteration of the weights
+    source          {"checkpoint": file name, "iteration": i, "sha256": payload digest}: the
+                    checkpoint these weights were copied from, so a resume can tell a stale model.pt
+
+A training checkpoint can be read as a model too (it holds ``model_config``, ``model`` and
+``preprocess``). Reading checks the version and the architecture and raises :class:`ModelFileError`
+naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional, Union
+
+KIND = "spotlight-model"
+MODEL_FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+ARCHITECTURE = "fnet"
+MODEL_NAME = "model.pt"
+LATEST_CHECKPOINT = Path("checkpoints") / "checkpoint_latest.pt"
+LAST_GOOD_CHECKPOINT = Path("checkpoints") / "checkpoint_last_good.pt"
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used (another format version or architecture, damaged); names the file."""
+
+
+def model_payload(model, preprocess: dict, config: dict, iteration: int, source: Optional[dict] = None) -> dict:
+    """The payload of a model file for an :class:`~spotlight_ops.models.FNet` ``model``."""
+    return {"kind": KIND, "format_version": MODEL_FORMAT_VERSION, "architecture": ARCHITECTURE,
+            "model_config": model.config(), "model": model.state_dict(), "preprocess": dict(preprocess),
+            "config": dict(config), "iteration": int(iteration), "source": dict(source or {})}
+
+
+def write_model_file(path: Union[str, Path], payload: dict) -> Path:
+    """Writes a model file atomically (temporary, fsync, rename, folder fsync)."""
+    from ..training.checkpoint import save_atomic
+
+    return save_atomic(path, payload)
+
+
+def read_model_payload(path: Union[str, Path]) -> dict:
+    """The verified payload of a model file or training checkpoint; :class:`ModelFileError` otherwise."""
+    from ..training.checkpoint import CheckpointError, load_checkpoint
+
+    path = Path(path)
+    try:
+        payload = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ModelFileError(f"{err}; give a model.pt or checkpoint written by spotlight train") from None
+    version = payload.get("format_version")
+    if version not in READABLE_VERSIONS:
+        newer = isinstance(version, int) and version > max(READABLE_VERSIONS)
+        raise ModelFileError(
+            f"{path}: model format version {version!r}, this spotlight reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; "
+            + ("update spotlight to read it" if newer else "retrain the model with this version"))
+    architecture = payload.get("architecture", ARCHITECTURE)
+    if architecture != ARCHITECTURE:
+        raise ModelFileError(f"{path}: a model of architecture {architecture!r}; spotlight predicts with "
+                             f"{ARCHITECTURE!r} models only")
+    for key in ("model_config", "model", "preprocess"):
+        if key not in payload:
+            raise ModelFileError(f"{path}: not a spotlight model (missing {key!r}); give a model.pt or checkpoint "
+                                 f"written by spotlight train")
+    return payload
+
+
+def build_model(payload: dict, path: Union[str, Path]):
+    """The FNet of a verified payload, weights loaded; architecture mismatches name the file."""
+    from .fnet import FNet
+
+    try:
+        model = FNet(**payload["model_config"])
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: model config {payload['model_config']!r} is not an F-net's ({err}); "
+                             f"a model of another architecture") from None
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, KeyError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:2])[:300]
+        raise ModelFileError(f"{path}: the weights do not fit FNet({payload['model_config']}) ({detail}); "
+                             f"a model of another architecture or a damaged file") from None
+    return model
+
+
+def resolve(path: Union[str, Path]) -> Path:
+    """A model file for ``path``: itself, or for a run folder its model.pt, else its newest checkpoint.
+
+    A run folder's model.pt that was not copied from the run's latest checkpoint (the run was
+    resumed to train further after it was written) is used with a warning.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file or run folder")
+    if not path.is_dir():
+        return path
+    model, latest, last_good = path / MODEL_NAME, path / LATEST_CHECKPOINT, path / LAST_GOOD_CHECKPOINT
+    if model.is_file():
+        if latest.is_file() and _recorded_source(model) not in (None, _digest(latest)):
+            print(f"WARNING: {model} was not written from the run's latest checkpoint {latest} (the run was "
+                  f"resumed to train further and has not finished); using {model}. Pass {latest} as --model "
+                  f"to predict with the newest weights.", file=sys.stderr)
+        return model
+    for candidate in (latest, last_good):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no {MODEL_NAME} or checkpoint in this run folder; train first "
+                            f"(spotlight train --out {path} ...)")
+
+
+def is_current(model_path: Union[str, Path], checkpoint_path: Union[str, Path]) -> bool:
+    """True when ``model_path`` is an intact model file copied from ``checkpoint_path`` as it is now."""
+    from ..training.checkpoint import read_digest
+
+    digest = read_digest(checkpoint_path)
+    if digest is None:
+        return False
+    try:
+        payload = read_model_payload(model_path)
+    except (ModelFileError, FileNotFoundError):
+        return False
+    return payload.get("kind") == KIND and payload.get("source", {}).get("sha256") == digest
+
+
+def _digest(checkpoint: Path) -> Optional[str]:
+    from ..training.checkpoint import read_digest
+
+    return read_digest(checkpoint)
+
+
+def _recorded_source(model_path: Path) -> Optional[str]:
+    """The checkpoint digest a model file records (None for version-1 files and unreadable ones)."""
+    try:
+        return read_model_payload(model_path).get("source", {}).get("sha256")
+    except ModelFileError:
+        return None
+
+
+def load(path: Union[str, Path], device="cpu") -> tuple:
+    """``(model in eval mode on device, PreprocessConfig, payload)`` from a model file, checkpoint or run."""
+    from ..data import PreprocessConfig
+
+    path = resolve(path)
+    payload = read_model_payload(path)
+    model = build_model(payload, path).eval().to(device)
+    pre = dict(payload["preprocess"])
+    if pre.get("voxel_size") is not None:
+        pre["voxel_size"] = tuple(pre["voxel_size"])
+    try:
+        preprocess = PreprocessConfig(**pre)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: its preprocessing settings cannot be used ({err})") from None
+    return model, preprocess, payload

@@ -1,0 +1,159 @@
+"""Files of a run folder: atomic writes, the one-trainer lock, and deterministic fault injection.
+
+Atomic write (:func:`atomic_write_bytes`): the bytes go to a temporary file ``.NAME.tmp-PID`` in the
+destination's folder, which is flushed and fsynced, moved over the destination with ``os.replace``
+(atomic on POSIX), and the folder is fsynced so the rename itself survives a power cut. A process
+killed at any moment leaves the old file or the new one, never a torn one; a failed write (disk
+full, read-only folder) removes its temporary and leaves the old file as it was.
+
+Lock (:class:`RunLock`): ``flock`` on ``RUN/.lock``. The kernel drops the lock when the process dies,
+however it dies, so a crashed or killed run never leaves the folder locked; a second trainer on the
+same folder fails at once with :class:`RunLockedError`. The lock file is locked, never renamed (a lock
+is held on an inode), and only names the holder for the error message.
+
+Fault injection, for the tests: ``SPOTLIGHT_FAULT=kill@N`` sends SIGKILL to the process at the N-th
+fault point (1-based), ``SPOTLIGHT_FAULT=enospc@N`` raises ``OSError(ENOSPC)`` there. Every atomic
+write passes three points (``partial``: half the bytes in the temporary; ``synced``: temporary
+complete, before the rename; ``renamed``: after the rename, before the folder fsync), and callers add
+their own (:func:`fault_point`). ``SPOTLIGHT_FAULT_TRACE=FILE`` appends one line per point passed
+(``N label``), so a test can list the points of a run and then kill at each one.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+from pathlib import Path
+from typing import Optional, Union
+
+_points_passed = 0
+
+
+def reset_fault_points() -> None:
+    """Restart the fault-point count (tests running several trainings in one process)."""
+    global _points_passed
+    _points_passed = 0
+
+
+def fault_point(label: str) -> None:
+    """Counts one fault point; kills the process or raises ENOSPC when ``SPOTLIGHT_FAULT`` names it."""
+    global _points_passed
+    spec = os.environ.get("SPOTLIGHT_FAULT")
+    trace = os.environ.get("SPOTLIGHT_FAULT_TRACE")
+    if not spec and not trace:
+        return
+    _points_passed += 1
+    if trace:
+        with open(trace, "a") as handle:
+            handle.write(f"{_points_passed} {label}\n")
+    if not spec:
+        return
+    kind, _, at = spec.partition("@")
+    if not at.isdigit() or kind not in ("kill", "enospc"):
+        raise ValueError(f"SPOTLIGHT_FAULT must be kill@N or enospc@N, got {spec!r}")
+    if _points_passed == int(at):
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), label.split(":", 1)[-1])
+
+
+def fsync_dir(folder: Union[str, Path]) -> None:
+    """fsync a folder so a rename in it is durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def remove_temporaries(folder: Union[str, Path]) -> None:
+    """Temporaries left by a process killed while writing (``.NAME.tmp-PID``)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp-*"):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Union[str, Path], data: bytes, label: Optional[str] = None) -> Path:
+    """Writes ``data`` to ``path`` atomically and durably (see the module docstring)."""
+    path = Path(path)
+    label = label or path.name
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, "wb") as handle:
+            half = len(data) // 2
+            handle.write(data[:half])
+            handle.flush()
+            fault_point(f"partial:{path}")
+            handle.write(data[half:])
+            handle.flush()
+            os.fsync(handle.fileno())
+        fault_point(f"synced:{path}")
+        os.replace(tmp, path)
+    except OSError as err:
+        if err.errno is None or err.filename not in (None, str(tmp), tmp):
+            raise
+        # name the destination, not the temporary (which is removed below)
+        raise type(err)(err.errno, err.strerror, str(path)) from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fault_point(f"renamed:{path}")
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: Union[str, Path], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class RunLockedError(RuntimeError):
+    """Another live process trains in this run folder."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``RUN/.lock`` for the life of a training (see the module docstring)."""
+
+    def __init__(self, run_dir: Union[str, Path]) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunLockedError(f"{self.path.parent}: another training is running in this folder ({holder}); "
+                                 f"wait for it to end, or choose another --out") from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
