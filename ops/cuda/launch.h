@@ -44,7 +44,7 @@ cudaError_t soft_dice(DType dtype, const void* soft, const bool* mask, int64_t s
 
 // The fused loss. given_thresholds: null (Otsu per sample) or [samples] of the
 // accumulation dtype (float64 for float64, else float32), as are thresholds;
-// sums: [samples, 5] float64 (spotlight::LossSums); loss: dtype.
+// sums: [samples, 6] float64 (spotlight::LossSums); loss: dtype.
 size_t loss_forward_workspace_bytes(DType dtype, int64_t samples, int64_t voxels, int bins, bool otsu);
 cudaError_t loss_forward(DType dtype, const void* pred, const void* target, int64_t samples, int64_t voxels,
                          const void* given_thresholds, const spotlight::LossOptions& opt, void* loss,
