@@ -18,6 +18,15 @@ loss forward+backward 5 tensors (reads pred, target twice, writes the
 gradient), Otsu 1 (reads x), the copy 2 (reads one buffer, writes another).
 The table and the machine are written to docs/benchmarks.md, between the
 markers of the section this script owns (the rest of the page is kept).
+
+    PYTHONPATH=python python benchmarks/bench_loss.py --baseline-library OLD.so [--quick]
+
+compares this build's fused loss (SPOTLIGHT_OPS_LIBRARY, else the installed one) with
+another build of the op library, in one run: each library runs in a worker process of
+its own, and the two are timed alternately, case by case, round by round. It prints
+the medians and their ratio, for the default options (Otsu and a given threshold)
+and for the published variants (presets "authors" and "viscy", this build only when
+the baseline lacks them); nothing is written.
 """
 
 from __future__ import annotations
@@ -454,6 +463,83 @@ def write_doc(path: Path, section: list[str]) -> None:
     path.write_text(text)
 
 
+# --------------------------------------------------------------------------
+# Two builds of the op library against each other (--baseline-library).
+# --------------------------------------------------------------------------
+def library_worker(device: str, quick: bool) -> None:
+    """Builds the fused-loss cases with the library of $SPOTLIGHT_OPS_LIBRARY, prints
+    their names as one JSON line, then times case i (second of two calls) for each
+    line "i" read, printing the seconds."""
+    import json
+
+    import spotlight_ops
+
+    cases = []
+    for label, shape in (QUICK_SHAPES if quick else SHAPES).items():
+        pred, target = make_batch(shape, device)
+        thr = spotlight_ops.otsu_threshold(target).detach()
+        cases.append((f"{label}, Otsu", fwd_bwd(lambda p=pred, t=target: spotlight_ops.loss(p, t, None, LAM, K, EPS,
+                                                                                            BINS), pred)))
+        cases.append((f"{label}, given T", fwd_bwd(lambda p=pred, t=target, th=thr: spotlight_ops.loss(
+            p, t, th, LAM, K, EPS, BINS), pred)))
+        if hasattr(spotlight_ops, "loss_preset"):
+            for preset in ("authors", "viscy"):
+                cases.append((f"{label}, preset {preset}", fwd_bwd(
+                    lambda p=pred, t=target, name=preset: spotlight_ops.loss_preset(p, t, name), pred)))
+    timer = Timer(device)
+    print(json.dumps([name for name, _ in cases]), flush=True)
+    for line in sys.stdin:
+        fn = cases[int(line)][1]
+        fn()
+        print(timer(fn), flush=True)
+
+
+def compare_libraries(args) -> None:
+    import json
+    import subprocess
+
+    from spotlight_ops._library import library_path  # the path only: nothing is loaded
+
+    libraries = {"baseline": str(args.baseline_library), "this build": str(library_path())}
+    workers = {}
+    for name, lib in libraries.items():
+        env = dict(os.environ, SPOTLIGHT_OPS_LIBRARY=lib)
+        cmd = [sys.executable, __file__, "--library-worker", "--device", args.device]
+        if args.threads > 0:
+            cmd += ["--threads", str(args.threads)]
+        workers[name] = subprocess.Popen(cmd + (["--quick"] if args.quick else []), env=env, text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    names = {name: json.loads(w.stdout.readline()) for name, w in workers.items()}
+    repeats, warmup = (5, 1) if args.quick else (args.repeats, args.warmup)
+    times = {name: {case: [] for case in cases} for name, cases in names.items()}
+    order = list(workers)
+    for r in range(warmup + repeats):
+        for i, case in enumerate(names["this build"]):
+            for name in (order if (r + i) % 2 == 0 else order[::-1]):  # alternate who goes first
+                if case not in names[name]:
+                    continue
+                w = workers[name]
+                w.stdin.write(f"{names[name].index(case)}\n")
+                w.stdin.flush()
+                t = float(w.stdout.readline())
+                if r >= warmup:
+                    times[name][case].append(t)
+    for w in workers.values():
+        w.stdin.close()
+        w.wait()
+    print(f"\nfused loss fwd+bwd, medians of {repeats} alternating rounds ({args.device}); baseline: "
+          f"{libraries['baseline']}; this build: {libraries['this build']}\n")
+    print("| case | baseline ms | this build ms | this build / baseline |")
+    print("|---|---:|---:|---:|")
+    for case in names["this build"]:
+        new = statistics.median(times["this build"][case]) * 1e3
+        if times["baseline"].get(case):
+            old = statistics.median(times["baseline"][case]) * 1e3
+            print(f"| {case} | {old:.3f} | {new:.3f} | {new / old:.3f} |")
+        else:
+            print(f"| {case} | (none) | {new:.3f} | |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -467,7 +553,16 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",
                     help="page to write the table to (default docs/benchmarks.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--baseline-library", type=Path,
+                    help="another build of libspotlight_ops.so: time the fused loss of both, alternately")
+    ap.add_argument("--library-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.library_worker:
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        return library_worker(args.device, args.quick)
+    if args.baseline_library is not None:
+        return compare_libraries(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_loss: --device cuda, but torch sees no CUDA device")
 

@@ -97,19 +97,19 @@ inline spotlight::LossOptions loss_options(double lam, double k, double eps, int
 // The accumulation dtype of a tensor dtype: float64 for float64, else float32.
 inline at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
-// Per-sample thresholds for `loss`: a given 0-dim or [N] tensor, broadcast to
-// [N] in the accumulation dtype; an undefined result means "Otsu per sample".
+// Per-sample thresholds for `loss`: a given 0-dim, [1] or [N] tensor, broadcast
+// to [N] in the accumulation dtype; an undefined result means "Otsu per sample".
 inline Tensor given_thresholds(const std::optional<Tensor>& threshold, const Tensor& pred, int64_t samples) {
   if (!threshold.has_value() || !threshold->defined()) return Tensor();
   const Tensor& t = *threshold;
   TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()) || at::isIntegralType(t.scalar_type(), false),
                    "spotlight: threshold must be a real-valued tensor, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 0 || (t.dim() == 1 && t.size(0) == samples),
-                    "spotlight: threshold must be a 0-dim tensor or hold one value per sample (", samples,
+  TORCH_CHECK_VALUE(t.dim() == 0 || (t.dim() == 1 && (t.size(0) == samples || t.size(0) == 1)),
+                    "spotlight: threshold must be a 0-dim tensor or hold 1 value or one value per sample (", samples,
                     "), got shape ", t.sizes());
   TORCH_CHECK(t.device() == pred.device(), "spotlight: threshold must be on the device of pred (", pred.device(),
               "), got ", t.device());
-  return t.to(acc_dtype(pred.scalar_type())).expand({samples}).contiguous();
+  return t.to(acc_dtype(pred.scalar_type())).reshape({-1}).expand({samples}).contiguous();
 }
 
 }  // namespace spotlight_ops

@@ -23,7 +23,8 @@ inline const auto& loss() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("spotlight::loss", "")
                              .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, double, double,
-                                           double, int64_t, c10::string_view, c10::string_view)>();
+                                           double, int64_t, c10::string_view, c10::string_view, c10::string_view, const std::optional<Tensor>&, c10::string_view,
+                                           c10::string_view, c10::string_view, bool)>();
   return op;
 }
 
@@ -33,7 +34,8 @@ inline const auto& loss_forward() {
           .findSchemaOrThrow("spotlight::_loss_forward", "")
           .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const std::optional<Tensor>&,
                                                     double, double, double, int64_t, c10::string_view,
-                                                    c10::string_view)>();
+                                                    c10::string_view, c10::string_view, const std::optional<Tensor>&, c10::string_view,
+                                           c10::string_view, c10::string_view, bool)>();
   return op;
 }
 
@@ -43,7 +45,8 @@ inline const auto& loss_backward() {
           .findSchemaOrThrow("spotlight::_loss_backward", "")
           .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                             const Tensor&, double, double, double, c10::string_view,
-                                            c10::string_view, bool)>();
+                                            c10::string_view, bool, c10::string_view, const std::optional<Tensor>&, c10::string_view,
+                                           c10::string_view, c10::string_view, bool)>();
   return op;
 }
 

@@ -32,6 +32,23 @@ step "python environment ($venv, $torch_spec)"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check "$torch_spec" -r requirements/ci.txt 2>&1 |
   { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
+step "VisCy's spotlight.py for the preset tests (optional; they skip without it)"
+# One file of the viscy-utils wheel (BSD-3, needs only torch), kept out of the
+# product under build/: tests/python/test_presets.py loads it by path.
+viscy_file=build/third_party/viscy_utils/losses/spotlight.py
+if [ ! -f "$viscy_file" ]; then
+  tmp=$(mktemp -d)
+  if "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps --python-version 3.12 \
+      --only-binary=:all: viscy-utils==0.1.0 -d "$tmp" >/dev/null 2>&1 &&
+    "$venv/bin/python" -c "import glob, sys, zipfile; zipfile.ZipFile(glob.glob(sys.argv[1] + '/*.whl')[0]).extract('viscy_utils/losses/spotlight.py', sys.argv[2])" \
+      "$tmp" build/third_party; then
+    echo "fetched $viscy_file"
+  else
+    echo "viscy-utils not available: the VisCy comparison tests will skip"
+  fi
+  rm -rf "$tmp"
+fi
+
 step "build (pip install --no-build-isolation .)"
 if command -v ccache >/dev/null; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_CUDA_COMPILER_LAUNCHER=ccache

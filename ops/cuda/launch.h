@@ -28,6 +28,16 @@ cudaError_t otsu_threshold(DType dtype, const void* x, int64_t samples, int64_t 
 size_t otsu_standardize_workspace_bytes(DType dtype, int64_t samples, int64_t voxels, int bins);
 cudaError_t otsu_standardize(DType dtype, const void* x, int64_t samples, int64_t voxels, int bins, void* out,
                              void* workspace, size_t workspace_bytes, cudaStream_t stream);
+// The same, also writing thresholds [samples] and stats [samples, 3]
+// (spotlight::moments::StandardizeStats), both of the accumulation dtype.
+cudaError_t otsu_standardize_forward(DType dtype, const void* x, int64_t samples, int64_t voxels, int bins,
+                                     void* out, void* thresholds, void* stats, void* workspace,
+                                     size_t workspace_bytes, cudaStream_t stream);
+size_t otsu_standardize_backward_workspace_bytes(DType dtype, int64_t samples, int64_t voxels);
+// grad and grad_x: like x; thresholds and stats: the forward's.
+cudaError_t otsu_standardize_backward(DType dtype, const void* grad, const void* x, int64_t samples, int64_t voxels,
+                                      const void* thresholds, const void* stats, void* grad_x, void* workspace,
+                                      size_t workspace_bytes, cudaStream_t stream);
 
 cudaError_t tunable_sigmoid(DType dtype, const void* x, int64_t count, double k, void* out, cudaStream_t stream);
 cudaError_t tunable_sigmoid_backward(DType dtype, const void* grad, const void* x, int64_t count, double k,
@@ -44,7 +54,7 @@ cudaError_t soft_dice(DType dtype, const void* soft, const bool* mask, int64_t s
 
 // The fused loss. given_thresholds: null (Otsu per sample) or [samples] of the
 // accumulation dtype (float64 for float64, else float32), as are thresholds;
-// sums: [samples, 5] float64 (spotlight::LossSums); loss: dtype.
+// sums: [samples, 6] float64 (spotlight::LossSums); loss: dtype.
 size_t loss_forward_workspace_bytes(DType dtype, int64_t samples, int64_t voxels, int bins, bool otsu);
 cudaError_t loss_forward(DType dtype, const void* pred, const void* target, int64_t samples, int64_t voxels,
                          const void* given_thresholds, const spotlight::LossOptions& opt, void* loss,

@@ -2,6 +2,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ops/common.h"
@@ -14,26 +15,31 @@ namespace {
 
 static_assert(sizeof(spotlight::LossSums) == spotlight::LossSums::kFields * sizeof(double));
 
+#define SPOTLIGHT_LOSS_VARIANT_PARAMS                                                                          \
+  c10::string_view soft_mask, const std::optional<Tensor>&mask, c10::string_view mask_rule,                   \
+      c10::string_view dice_denominator, c10::string_view empty_pools, bool per_channel
+
+// The forward is the header's spotlight::cpu::loss_forward (with Otsu, each
+// sample's passes run from cache where it fits), so the op and the C++ API
+// give the same bits.
 std::tuple<Tensor, Tensor, Tensor> loss_forward_cpu(const Tensor& pred, const Tensor& target,
                                                     const std::optional<Tensor>& threshold, double lam, double k,
                                                     double eps, int64_t bins, c10::string_view mse_normalization,
-                                                    c10::string_view reduction) {
-  const LossCall call = check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction);
+                                                    c10::string_view reduction, SPOTLIGHT_LOSS_VARIANT_PARAMS) {
+  const LossVariantArgs variant{soft_mask, &mask, mask_rule, dice_denominator, empty_pools, per_channel};
+  const LossCall call =
+      check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, variant);
   const Tensor p = pred.contiguous(), t = target.contiguous();
-  auto [loss, thresholds, sums] = empty_loss_outputs(pred, call);
+  auto [loss, thresholds, sums] = empty_loss_outputs(pred, call, per_channel);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "spotlight::loss", [&] {
     using A = spotlight::acc_t<scalar_t>;
-    A* thr = thresholds.data_ptr<A>();
-    if (call.thresholds.defined()) {
-      std::copy_n(call.thresholds.const_data_ptr<A>(), call.samples, thr);
-    } else {
-      spotlight::cpu::otsu_thresholds(t.const_data_ptr<scalar_t>(), call.samples, call.voxels, call.opt.bins, thr,
-                                      AtenExecutor{});
-    }
-    auto* s = reinterpret_cast<spotlight::LossSums*>(sums.data_ptr<double>());
-    spotlight::cpu::loss_sums(p.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), call.samples, call.voxels,
-                              thr, call.opt.k, s, AtenExecutor{});
-    spotlight::finalize_losses(s, call.samples, call.voxels, call.opt, loss.data_ptr<scalar_t>());
+    const A* given = call.thresholds.defined() ? call.thresholds.const_data_ptr<A>() : nullptr;
+    const auto st = translate_errors([&] {
+      return spotlight::cpu::loss_forward(p.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), call.samples,
+                                          call.voxels, given, call.opt, loss.data_ptr<scalar_t>(), AtenExecutor{});
+    });
+    std::copy(st.thresholds.begin(), st.thresholds.end(), thresholds.data_ptr<A>());
+    std::copy(st.sums.begin(), st.sums.end(), reinterpret_cast<spotlight::LossSums*>(sums.data_ptr<double>()));
   });
   return {loss, thresholds, sums};
 }
@@ -41,9 +47,11 @@ std::tuple<Tensor, Tensor, Tensor> loss_forward_cpu(const Tensor& pred, const Te
 std::tuple<Tensor, Tensor> loss_backward_cpu(const Tensor& grad, const Tensor& pred, const Tensor& target,
                                              const Tensor& thresholds, const Tensor& sums, double lam, double k,
                                              double eps, c10::string_view mse_normalization,
-                                             c10::string_view reduction, bool target_grad) {
+                                             c10::string_view reduction, bool target_grad,
+                                             SPOTLIGHT_LOSS_VARIANT_PARAMS) {
+  const LossVariantArgs variant{soft_mask, &mask, mask_rule, dice_denominator, empty_pools, per_channel};
   const LossBackwardCall call = check_loss_backward_call(grad, pred, target, thresholds, sums, lam, k, eps,
-                                                         mse_normalization, reduction);
+                                                         mse_normalization, reduction, variant);
   const Tensor p = pred.contiguous(), t = target.contiguous();
   const Tensor g = grad.to(at::kDouble).contiguous();
   const Tensor s = sums.contiguous();
@@ -56,7 +64,7 @@ std::tuple<Tensor, Tensor> loss_backward_cpu(const Tensor& grad, const Tensor& p
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, pred.scalar_type(), "spotlight::loss_backward", [&] {
     using A = spotlight::acc_t<scalar_t>;
     spotlight::cpu::loss_backward_apply(p.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), call.samples,
-                                        call.voxels, thr.const_data_ptr<A>(), coef.data(), call.opt.k,
+                                        call.voxels, thr.const_data_ptr<A>(), coef.data(), call.opt,
                                         grad_pred.data_ptr<scalar_t>(),
                                         target_grad ? grad_target.data_ptr<scalar_t>() : nullptr, AtenExecutor{});
   });

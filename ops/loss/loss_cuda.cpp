@@ -18,11 +18,16 @@ namespace {
 std::tuple<Tensor, Tensor, Tensor> loss_forward_cuda(const Tensor& pred, const Tensor& target,
                                                      const std::optional<Tensor>& threshold, double lam, double k,
                                                      double eps, int64_t bins, c10::string_view mse_normalization,
-                                                     c10::string_view reduction) {
-  const LossCall call = check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction);
+                                                     c10::string_view reduction, c10::string_view soft_mask,
+                                                     const std::optional<Tensor>& mask, c10::string_view mask_rule,
+                                                     c10::string_view dice_denominator, c10::string_view empty_pools,
+                                                     bool per_channel) {
+  const LossVariantArgs variant{soft_mask, &mask, mask_rule, dice_denominator, empty_pools, per_channel};
   const c10::cuda::CUDAGuard device_guard(pred.device());
+  const LossCall call =
+      check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, variant);
   const Tensor p = pred.contiguous(), t = target.contiguous();
-  auto [loss, thresholds, sums] = empty_loss_outputs(pred, call);
+  auto [loss, thresholds, sums] = empty_loss_outputs(pred, call, per_channel);
   const bool otsu = !call.thresholds.defined();
   const auto dtype = cuda::dtype_of(pred);
   const size_t bytes = cuda::loss_forward_workspace_bytes(dtype, call.samples, call.voxels, call.opt.bins, otsu);
@@ -37,10 +42,14 @@ std::tuple<Tensor, Tensor, Tensor> loss_forward_cuda(const Tensor& pred, const T
 std::tuple<Tensor, Tensor> loss_backward_cuda(const Tensor& grad, const Tensor& pred, const Tensor& target,
                                               const Tensor& thresholds, const Tensor& sums, double lam, double k,
                                               double eps, c10::string_view mse_normalization,
-                                              c10::string_view reduction, bool target_grad) {
-  const LossBackwardCall call = check_loss_backward_call(grad, pred, target, thresholds, sums, lam, k, eps,
-                                                         mse_normalization, reduction);
+                                              c10::string_view reduction, bool target_grad,
+                                              c10::string_view soft_mask, const std::optional<Tensor>& mask,
+                                              c10::string_view mask_rule, c10::string_view dice_denominator,
+                                              c10::string_view empty_pools, bool per_channel) {
+  const LossVariantArgs variant{soft_mask, &mask, mask_rule, dice_denominator, empty_pools, per_channel};
   const c10::cuda::CUDAGuard device_guard(pred.device());
+  const LossBackwardCall call = check_loss_backward_call(grad, pred, target, thresholds, sums, lam, k, eps,
+                                                         mse_normalization, reduction, variant);
   const Tensor p = pred.contiguous(), t = target.contiguous();
   const Tensor thr = thresholds.contiguous(), s = sums.contiguous();
   // The upstream gradient is read in place, through its stride (an expanded

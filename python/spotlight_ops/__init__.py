@@ -12,8 +12,10 @@ _load()
 
 from . import _fake  # noqa: E402,F401  (registers the fake kernels)
 from . import reference  # noqa: E402
+from . import presets  # noqa: E402
 from .functional import (  # noqa: E402
     loss,
+    loss_preset,
     masked_mse,
     otsu_standardize,
     otsu_threshold,
@@ -42,11 +44,13 @@ __all__ = [
     "data",
     "evaluation",
     "loss",
+    "loss_preset",
     "masked_mse",
     "models",
     "otsu_standardize",
     "otsu_threshold",
     "predict",
+    "presets",
     "reference",
     "soft_dice",
     "training",

@@ -89,10 +89,19 @@ def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "b
     return torch.ops.spotlight.soft_dice(soft, mask, eps, reduction)
 
 
-def loss(pred: Tensor, target: Tensor, threshold: Threshold = None, lam: float = 0.5, k: float = -0.95,
-         eps: float = 1e-6, bins: int = 256, mse_normalization: str = "foreground",
-         reduction: str = "batch") -> Tensor:
-    r"""The Spotlight loss ``lam * MMSE + (1 - lam) * Dice``, fused.
+def _check_dense(name: str, t: Optional[Tensor]) -> None:
+    """``_dense`` for one argument, in TorchScript too."""
+    if t is not None and t.layout != torch.strided:
+        raise TypeError(f"spotlight: {name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
+def loss(pred: Tensor, target: Tensor, threshold: Optional[Union[float, Tensor]] = None, lam: float = 0.5,
+         k: float = -0.95, eps: float = 1e-6, bins: int = 256, mse_normalization: str = "foreground",
+         reduction: str = "batch", soft_mask: str = "clamped", mask: Optional[Tensor] = None,
+         mask_rule: str = "greater", dice_denominator: str = "linear", empty_pools: str = "spotlight",
+         per_channel: bool = False) -> Tensor:
+    r"""The Spotlight loss ``lam * MMSE + (1 - lam) * Dice``, fused (one pass over memory with a
+    given threshold; every option below keeps that).
 
     Args:
         pred: prediction ``[N, ...]`` (float32, float64, float16 or bfloat16).
@@ -100,17 +109,64 @@ def loss(pred: Tensor, target: Tensor, threshold: Threshold = None, lam: float =
         threshold: ``None`` (Otsu per sample of ``target``, SPEC 1), a float for the
             whole batch (0 for Otsu-standardized targets), or a tensor of 1 or N values.
         lam: weight of the masked MSE in [0, 1]; ``1 - lam`` weighs the Dice term.
-        k: tunable-sigmoid steepness in (-1, 1).
+        k: tunable-sigmoid steepness in (-1, 1) (``<= 0`` for the unclamped soft masks).
         eps: Dice smoothing, >= 0.
         bins: Otsu histogram bins, >= 2.
-        mse_normalization: ``"foreground"`` or ``"all"``.
-        reduction: ``"batch"``, ``"mean"`` or ``"none"``.
+        mse_normalization: ``"foreground"`` (``D = sum(M)``) or ``"all"`` (the pool's voxel count).
+        reduction: how pools combine. ``"batch"`` (default, the paper): one pool of every voxel
+            of the batch, one scalar. ``"mean"``, ``"sum"``, ``"none"``: each sample (or each
+            (sample, channel) with ``per_channel``) is its own pool; the mean, the sum, or the
+            losses themselves (``[N]``, ``[N, C]`` per channel), as PyTorch losses reduce.
+        soft_mask: ``S`` of ``x = P - T``. ``"clamped"``: ``(1 + sigma_k(clamp(x, -1, 1))) / 2``
+            (SPEC 3). ``"unclamped"``: ``(1 + sigma_k(x)) / 2`` (the authors' code; about
+            -0.013 to 1.013 at k = -0.95). ``"viscy"``: ``clamp(sigma_k(x), 0, 1)`` (0 below T).
+        mask: a given bool foreground mask of the target's shape (a precomputed weight map),
+            or ``None`` for ``M`` from ``mask_rule``; T still centres the soft mask.
+        mask_rule: ``"greater"`` (``M = Y > T``, SPEC 2) or ``"greater_equal"`` (``Y >= T``, VisCy).
+        dice_denominator: ``"linear"`` (``sum(S) + sum(M) + eps``) or ``"squared"``
+            (``sum(S^2) + sum(M) + eps``, the V-Net form of the authors' code).
+        empty_pools: ``"spotlight"`` (MMSE 0 when D = 0, SPEC 4) or ``"viscy"``: the MMSE
+            denominator is ``D + eps``; a pool with no foreground takes the plain MSE over the
+            pool; Dice counts only pools whose mask is neither empty nor full ("mean" averages
+            the MSE over every pool and the Dice over those, 0 when there is none).
+        per_channel: pool each (sample, channel) of a ``[N, C, ...]`` batch (VisCy); Otsu
+            thresholds then come per (sample, channel) too, a given one is shared by a sample's channels.
 
     Returns:
-        A scalar, or ``[N]`` for ``reduction="none"``, in ``pred.dtype``.
+        A scalar, or the per-pool losses for ``reduction="none"``, in ``pred.dtype`` (float32
+        under ``torch.autocast``, as PyTorch's losses: float16 and bfloat16 inputs are computed in float32).
 
     Gradients flow to ``pred``, and to ``target`` through the MMSE term when it
-    requires grad; the mask and threshold are constants.
+    requires grad; the mask and threshold are constants. Second derivatives are not
+    implemented: differentiating the gradient again raises an error naming this.
+
+    Raises:
+        ValueError, TypeError: for a bad argument, naming it, before any work.
     """
-    _dense(("pred", pred), ("target", target), ("threshold", threshold))
-    return torch.ops.spotlight.loss(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction)
+    _check_dense("pred", pred)
+    _check_dense("target", target)
+    _check_dense("mask", mask)
+    if isinstance(threshold, Tensor):
+        _check_dense("threshold", threshold)
+        return torch.ops.spotlight.loss(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction,
+                                        soft_mask=soft_mask, mask=mask, mask_rule=mask_rule,
+                                        dice_denominator=dice_denominator, empty_pools=empty_pools,
+                                        per_channel=per_channel)
+    if threshold is None:
+        return torch.ops.spotlight.loss(pred, target, None, lam, k, eps, bins, mse_normalization, reduction,
+                                        soft_mask=soft_mask, mask=mask, mask_rule=mask_rule,
+                                        dice_denominator=dice_denominator, empty_pools=empty_pools,
+                                        per_channel=per_channel)
+    return torch.ops.spotlight.loss(pred, target, float(threshold), lam, k, eps, bins, mse_normalization,
+                                    reduction, soft_mask=soft_mask, mask=mask, mask_rule=mask_rule,
+                                    dice_denominator=dice_denominator, empty_pools=empty_pools,
+                                    per_channel=per_channel)
+
+
+def loss_preset(pred: Tensor, target: Tensor, preset: str, **overrides) -> Tensor:
+    """``loss`` with the options of a published implementation: ``"spotlight"``, ``"authors"``
+    or ``"viscy"`` (:mod:`spotlight_ops.presets`); ``overrides`` replace single options, e.g.
+    ``loss_preset(p, y, "authors", mask=weight_map)``."""
+    from .presets import preset_options
+
+    return loss(pred, target, **preset_options(preset, **overrides))

@@ -1,12 +1,22 @@
 """``SpotlightLoss``: the Spotlight loss as an ``nn.Module`` criterion."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: TorchScript reads the attribute annotation below.
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .functional import Threshold
+from .presets import preset_options
+
+_CHOICES = {
+    "reduction": ("batch", "mean", "sum", "none"),
+    "mse_normalization": ("foreground", "all"),
+    "soft_mask": ("clamped", "unclamped", "viscy"),
+    "mask_rule": ("greater", "greater_equal"),
+    "dice_denominator": ("linear", "squared"),
+    "empty_pools": ("spotlight", "viscy"),
+}
 
 
 class SpotlightLoss(nn.Module):
@@ -18,7 +28,9 @@ class SpotlightLoss(nn.Module):
 
     with the foreground ``M = Y > T`` (T: per-sample Otsu threshold of the target,
     or ``threshold``) and the soft mask ``S = (1 + sigma_k(clamp(P - T, -1, 1))) / 2``,
-    ``sigma_k(x) = (x - kx) / (k - 2k|x| + 1)``.
+    ``sigma_k(x) = (x - kx) / (k - 2k|x| + 1)``. The published variants (soft masks, mask
+    rule, given masks, squared Dice denominator, VisCy's empty pools, per-channel pools)
+    are the arguments of :func:`spotlight_ops.loss`; :meth:`from_preset` names whole sets.
 
     Example::
 
@@ -26,13 +38,21 @@ class SpotlightLoss(nn.Module):
         loss = criterion(model(signal), target)
         loss.backward()
 
+        criterion = SpotlightLoss.from_preset("viscy")   # VisCy's SpotlightLoss, threshold 0
+        loss = criterion(pred, target, mask=fg_mask)      # a precomputed mask, optional
+
     For Otsu-standardized targets (``spotlight_ops.otsu_standardize``) pass
     ``threshold=0.0``: the foreground then starts at 0 and no histogram is needed.
+    The module is scriptable (``torch.jit.script``) and runs under ``torch.autocast``
+    (in float32, returning float32, as PyTorch's losses do).
     """
 
+    threshold: Optional[Union[float, Tensor]]
+
     def __init__(self, lam: float = 0.5, k: float = -0.95, eps: float = 1e-6, bins: int = 256,
-                 threshold: Threshold = None, mse_normalization: str = "foreground",
-                 reduction: str = "batch") -> None:
+                 threshold: Optional[Union[float, Tensor]] = None, mse_normalization: str = "foreground",
+                 reduction: str = "batch", soft_mask: str = "clamped", mask_rule: str = "greater",
+                 dice_denominator: str = "linear", empty_pools: str = "spotlight", per_channel: bool = False) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1], got {lam}")
@@ -42,20 +62,41 @@ class SpotlightLoss(nn.Module):
             raise ValueError(f"eps must be >= 0, got {eps}")
         if int(bins) != bins or bins < 2:
             raise ValueError(f"bins must be an integer >= 2, got {bins}")
-        if reduction not in ("batch", "mean", "none"):
-            raise ValueError(f"reduction must be one of 'batch', 'mean', 'none', got {reduction!r}")
-        if mse_normalization not in ("foreground", "all"):
-            raise ValueError(f"mse_normalization must be 'foreground' or 'all', got {mse_normalization!r}")
+        options = {"reduction": reduction, "mse_normalization": mse_normalization, "soft_mask": soft_mask,
+                   "mask_rule": mask_rule, "dice_denominator": dice_denominator, "empty_pools": empty_pools}
+        for name, value in options.items():
+            if value not in _CHOICES[name]:
+                listed = ", ".join(repr(c) for c in _CHOICES[name])
+                raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+        if soft_mask != "clamped" and k > 0.0:
+            raise ValueError(f"k must be <= 0 for soft_mask {soft_mask!r}, got {k}")
+        if isinstance(threshold, int) and not isinstance(threshold, bool):
+            threshold = float(threshold)
         self.lam, self.k, self.eps, self.bins = float(lam), float(k), float(eps), int(bins)
         self.threshold = threshold
         self.mse_normalization, self.reduction = mse_normalization, reduction
+        self.soft_mask, self.mask_rule, self.dice_denominator = soft_mask, mask_rule, dice_denominator
+        self.empty_pools, self.per_channel = empty_pools, bool(per_channel)
 
-    def forward(self, pred: Tensor, target: Tensor, threshold: Threshold = None) -> Tensor:
-        """Loss of ``pred`` against ``target``; ``threshold`` overrides the module's."""
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "SpotlightLoss":
+        """The loss of a published implementation: ``"spotlight"``, ``"authors"`` or ``"viscy"``
+        (see :mod:`spotlight_ops.presets`); ``overrides`` replace single options, e.g.
+        ``SpotlightLoss.from_preset("viscy", threshold=None)`` for Otsu thresholds."""
+        return cls(**preset_options(name, **overrides))
+
+    def forward(self, pred: Tensor, target: Tensor, threshold: Optional[Union[float, Tensor]] = None,
+                mask: Optional[Tensor] = None) -> Tensor:
+        """Loss of ``pred`` against ``target``; ``threshold`` overrides the module's; ``mask``:
+        a given bool foreground mask of the target's shape (in place of ``Y > T``)."""
         t = self.threshold if threshold is None else threshold
         return F.loss(pred, target, t, self.lam, self.k, self.eps, self.bins, self.mse_normalization,
-                      self.reduction)
+                      self.reduction, self.soft_mask, mask, self.mask_rule, self.dice_denominator, self.empty_pools,
+                      self.per_channel)
 
     def extra_repr(self) -> str:
         return (f"lam={self.lam}, k={self.k}, eps={self.eps}, bins={self.bins}, threshold={self.threshold}, "
-                f"mse_normalization={self.mse_normalization!r}, reduction={self.reduction!r}")
+                f"mse_normalization={self.mse_normalization!r}, reduction={self.reduction!r}, "
+                f"soft_mask={self.soft_mask!r}, mask_rule={self.mask_rule!r}, "
+                f"dice_denominator={self.dice_denominator!r}, empty_pools={self.empty_pools!r}, "
+                f"per_channel={self.per_channel}")

@@ -12,8 +12,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-REDUCTIONS = ("batch", "mean", "none")
+REDUCTIONS = ("batch", "mean", "sum", "none")
 MSE_NORMALIZATIONS = ("foreground", "all")
+SOFT_MASKS = ("clamped", "unclamped", "viscy")
+MASK_RULES = ("greater", "greater_equal")
+DICE_DENOMINATORS = ("linear", "squared")
+EMPTY_POOLS = ("spotlight", "viscy")
 
 
 def _samples(x: Tensor) -> Tensor:
@@ -83,6 +87,8 @@ def _pool(x: Tensor, reduction: str) -> Tensor:
 def _reduce(values: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return values
+    if reduction == "sum":
+        return values.sum()
     return values.mean() if reduction == "mean" else values[0]
 
 
@@ -118,21 +124,69 @@ def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "b
     return _reduce(dice + _poison(soft, reduction=reduction), reduction).to(soft.dtype)
 
 
+def _soft(x: Tensor, k: float, soft_mask: str) -> Tensor:
+    """The soft mask of x = P - T (SPEC sections 3 and 11), float64, with the
+    derivatives the kernels use written out (no reliance on torch.clamp's backward
+    at the ends)."""
+    if soft_mask == "clamped":
+        return 0.5 * (1.0 + tunable_sigmoid(x, k))
+    raw = (x - k * x) / (k - 2.0 * k * x.abs() + 1.0)
+    if soft_mask == "unclamped":
+        return 0.5 * (1.0 + raw)
+    inside = (raw > 0.0) & (raw < 1.0)  # VisCy: the sigmoid's derivative inside (0, 1), 0 at the ends
+    return torch.where(inside, raw, raw.detach().clamp(0.0, 1.0))
+
+
 def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = 0.5, k: float = -0.95, eps: float = 1e-6,
-         bins: int = 256, mse_normalization: str = "foreground", reduction: str = "batch") -> Tensor:
-    """lam * MMSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred."""
+         bins: int = 256, mse_normalization: str = "foreground", reduction: str = "batch", *,
+         soft_mask: str = "clamped", mask: Tensor | None = None, mask_rule: str = "greater",
+         dice_denominator: str = "linear", empty_pools: str = "spotlight", per_channel: bool = False) -> Tensor:
+    """lam * MMSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred,
+    and every variant of SPEC section 11 (see ``spotlight_ops.functional.loss``)."""
     _check(reduction, mse_normalization)
+    for name, value, allowed in (("soft_mask", soft_mask, SOFT_MASKS), ("mask_rule", mask_rule, MASK_RULES),
+                                 ("dice_denominator", dice_denominator, DICE_DENOMINATORS),
+                                 ("empty_pools", empty_pools, EMPTY_POOLS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     n = pred.shape[0]
+    rows = n * pred.shape[1] if per_channel else n
+    p, y = pred.reshape(rows, -1), target.reshape(rows, -1)
     if threshold is None:
-        t = otsu_threshold(target, bins).double()
+        t = otsu_threshold(y, bins).double()
     else:
-        t = torch.as_tensor(threshold, dtype=torch.float64, device=pred.device).detach().expand(n)
-    mask = target.double() > t.reshape(-1, *([1] * (target.dim() - 1)))
-    soft = soft_mask(pred, t, k)
-    p, y, m, s = _samples(pred).double(), _samples(target).double(), _samples(mask).double(), _samples(soft)
-    se = _pool(m * (y - p) ** 2, reduction)
-    d = _pool(m, reduction) if mse_normalization == "foreground" else _pool(torch.ones_like(m), reduction)
-    mmse = torch.where(d > 0, se / d.clamp_min(1e-300), torch.zeros_like(se))
-    dice = 1.0 - 2.0 * _pool(s * m, reduction) / (_pool(s, reduction) + _pool(m, reduction) + eps)
-    total = lam * mmse + (1.0 - lam) * dice + _poison(pred, target, reduction=reduction)
-    return _reduce(total, reduction).to(pred.dtype)
+        t = torch.as_tensor(threshold, dtype=torch.float64, device=pred.device).detach().reshape(-1).expand(n)
+        if per_channel:
+            t = t.repeat_interleave(pred.shape[1])
+    t = t[:, None]
+    if mask is not None:
+        m = mask.reshape(rows, -1).double()
+    else:
+        m = (y.double() >= t if mask_rule == "greater_equal" else y.double() > t).double()
+    p, y = p.double(), y.double()
+    s = _soft(p - t, k, soft_mask)
+    s_den = s * s if dice_denominator == "squared" else s
+    sq = (y - p) ** 2
+    voxels = float(p.shape[1] * (rows if reduction == "batch" else 1))
+    fg = _pool(m, reduction)
+    d = fg if mse_normalization == "foreground" else torch.full_like(fg, voxels)
+    se = _pool(m * sq, reduction)
+    b = _pool(s_den, reduction) + fg + eps
+    dice = 1.0 - 2.0 * _pool(s * m, reduction) / b
+    poison = _poison(pred.reshape(rows, -1), target.reshape(rows, -1), reduction=reduction)
+    if empty_pools == "spotlight":
+        mmse = torch.where(d > 0, se / d.clamp_min(1e-300), torch.zeros_like(se))
+        dice_weight = torch.ones_like(dice)
+    else:  # VisCy: masked MSE over D + eps; a pool with no foreground takes its plain MSE
+        mmse = torch.where(fg > 0, se / (d + eps), _pool(sq, reduction) / voxels)
+        dice_weight = ((fg > 0) & (fg < voxels)).double()
+    mmse, dice = mmse + poison, dice + poison
+    per_pool = lam * mmse + (1.0 - lam) * dice_weight * dice
+    if reduction == "mean" and empty_pools == "viscy":
+        real = dice_weight.sum()
+        total = lam * mmse.mean() + (1.0 - lam) * (dice_weight * dice).sum() / torch.clamp(real, min=1.0)
+    else:
+        total = _reduce(per_pool, reduction)
+    if reduction == "none" and per_channel:
+        total = total.reshape(n, pred.shape[1])
+    return total.to(pred.dtype)

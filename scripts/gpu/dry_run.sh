@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/gpu_check.sh: the dry run, on a machine without a GPU
 # (CI runs it from scripts/test.sh). It prepares .gpu/, checks what would
 # travel, then runs both GPU commands as they run on the GPU, into

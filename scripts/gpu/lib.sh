@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/gpu_check.sh and scripts/gpu/*.sh (sourced, not run).
 # Steps run under their own `timeout`, append to their log as they run (a
 # step killed at its limit keeps what it wrote), and print one summary line

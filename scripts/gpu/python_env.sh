@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced on the GPU machine: makes what the CUDA tests import importable.
 # The image's own packages win; a carried wheel (.gpu/wheels) is installed,
 # into /tmp/spotlight-site, only for a module the image lacks. pytest comes

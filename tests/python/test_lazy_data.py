@@ -178,3 +178,19 @@ def test_buffer_reports_bad_pairs_and_sizes(tmp_path):
         PatchSampler(buffer, (32, 64, 64), 2)
     with pytest.raises(ValueError, match="buffer size"):
         VolumeBuffer(rows, PreprocessConfig(), 0, 1, StatsCache(tmp_path / "s.json"))
+
+
+def test_real_fnet_sample_lazily(shared_data, tmp_path):
+    """The real Allen pair (a compressed TIFF: read whole), and the same pair as OME-Zarr (chunked), both
+    through the cached-statistics path, equal the in-memory pair."""
+    folder = shared_data / "fnet_sample"
+    tiff_row = ManifestRow(folder / "light.tif", folder / "nuc.tif")
+    zarr_row = ManifestRow(write_volume(tmp_path / "light.ome.zarr", read_volume(tiff_row.signal)),
+                           write_volume(tmp_path / "nuc.ome.zarr", read_volume(tiff_row.target)))
+    config = PreprocessConfig()
+    eager = load_pair(tiff_row, config)
+    for row in (tiff_row, zarr_row):
+        lazy = load_pair_with_stats(row, config, buffer_module.volume_stats(row, config))
+        np.testing.assert_array_equal(lazy.signal, eager.signal)
+        np.testing.assert_allclose(lazy.target, eager.target, rtol=0, atol=2e-6)
+        assert np.mean(lazy.foreground != eager.foreground) < 1e-4

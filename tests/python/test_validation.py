@@ -128,3 +128,26 @@ def test_lazy_augmented_validated_run_on_zarr_resumes_exactly(zarr_dataset, tmp_
     best_a = load_checkpoint(run / "checkpoints" / "checkpoint_best.pt")
     best_b = load_checkpoint(reference / "checkpoints" / "checkpoint_best.pt")
     assert best_a["iteration"] == best_b["iteration"] and best_a["validation"] == best_b["validation"]
+
+
+def test_validation_goes_to_tensorboard(dataset, tmp_path, monkeypatch):
+    import spotlight_ops.training.log as log_module
+
+    scalars = []
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(log_module.LossLog, "_open_tensorboard", staticmethod(lambda folder, wanted: Writer()))
+    out = tmp_path / "run"
+    train(tiny_config(dataset["train"], out, val_csv=str(dataset["test"]), val_every=2, val_patches=2, iterations=3,
+                      tensorboard=True))
+    logged = {r["iteration"]: r for r in read_log(out / "log.csv")}
+    for tag, column in (("loss/val", "val_loss"), ("foreground_fraction/val_pred", "val_fg_pred"),
+                        ("foreground_fraction/val_target", "val_fg_target")):
+        assert [(step, value) for t, value, step in scalars if t == tag] == \
+            [(i, logged[i][column]) for i in (2, 3)]  # every val_every iterations and at the last

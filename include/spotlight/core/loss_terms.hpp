@@ -14,11 +14,12 @@ namespace spotlight {
 struct LossSums {
   double fg = 0;       // D_fg = sum(M)
   double sq_err = 0;   // sum(M * (Y - P)^2)
-  double soft = 0;     // sum(S)
+  double soft = 0;     // sum(S), or sum(S^2) for DiceDenominator::kSquared
   double soft_fg = 0;  // A = sum(S * M)
   double poison = 0;   // 0, or NaN when a pooled value is NaN or Inf
+  double sq_err_all = 0;  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
 
-  static constexpr int kFields = 5;
+  static constexpr int kFields = 6;
 
   SPOTLIGHT_HD void add(const LossSums& o) {
     fg += o.fg;
@@ -26,38 +27,107 @@ struct LossSums {
     soft += o.soft;
     soft_fg += o.soft_fg;
     poison += o.poison;
+    sq_err_all += o.sq_err_all;
   }
 };
 
 // The loss of one pool and the coefficients of its gradient:
-//   dL/dP_i = c_mse * M_i * (P_i - Y_i) + (c_soft + c_soft_fg * M_i) * dS_i/dP_i
-//   dL/dY_i = -c_mse * M_i * (P_i - Y_i)
-// which is SPEC section 7 with c_mse = 2 lam / D, c_soft_fg = -2 (1 - lam) / B,
-// c_soft = 2 (1 - lam) A / B^2.
+//   dL/dP_i = c_mse * M_i * (P_i - Y_i) + c_mse_all * (P_i - Y_i)
+//             + (c_soft * dB/dS_i + c_soft_fg * M_i) * dS_i/dP_i
+//   dL/dY_i = -(c_mse * M_i + c_mse_all) * (P_i - Y_i)
+// with dB/dS_i = 1 (linear Dice denominator) or 2 S_i (squared). For the
+// defaults this is SPEC section 7 with c_mse = 2 lam / D, c_mse_all = 0,
+// c_soft_fg = -2 (1 - lam) / B, c_soft = 2 (1 - lam) A / B^2.
+// dice_weight is 1, or 0 for a pool whose Dice the loss leaves out (VisCy's
+// policy: a mask that is empty or full); loss = lam mmse + (1 - lam) dice_weight dice.
 struct PoolResult {
   double mmse = 0, dice = 0, loss = 0;
   double c_mse = 0, c_soft_fg = 0, c_soft = 0;
+  double c_mse_all = 0;
+  double dice_weight = 1;
 };
 
 SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, double lam, double eps,
-                                    MseNormalization norm) {
+                                    MseNormalization norm, EmptyPools empty = EmptyPools::kSpotlight) {
   PoolResult r;
   const double d = norm == MseNormalization::kForeground ? s.fg : voxels;
   const double b = s.soft + s.fg + eps;
-  r.mmse = (d > 0 ? s.sq_err / d : 0.0) + s.poison;
+  if (empty == EmptyPools::kSpotlight) {
+    r.mmse = (d > 0 ? s.sq_err / d : 0.0) + s.poison;
+    r.c_mse = d > 0 ? 2.0 * lam / d : 0.0;
+  } else if (s.fg > 0) {  // VisCy: D + eps
+    r.mmse = s.sq_err / (d + eps) + s.poison;
+    r.c_mse = 2.0 * lam / (d + eps);
+  } else {  // VisCy, no foreground: the plain MSE of the pool
+    r.mmse = s.sq_err_all / voxels + s.poison;
+    r.c_mse_all = 2.0 * lam / voxels;
+  }
+  if (empty == EmptyPools::kViscy) r.dice_weight = (s.fg > 0 && s.fg < voxels) ? 1.0 : 0.0;
   r.dice = 1.0 - 2.0 * s.soft_fg / b + s.poison;
-  r.loss = lam * r.mmse + (1.0 - lam) * r.dice;
-  r.c_mse = d > 0 ? 2.0 * lam / d : 0.0;
-  r.c_soft_fg = -2.0 * (1.0 - lam) / b;
-  r.c_soft = 2.0 * (1.0 - lam) * s.soft_fg / (b * b);
+  r.loss = lam * r.mmse + (1.0 - lam) * (empty == EmptyPools::kViscy ? r.dice_weight * r.dice : r.dice);
+  const double w = (1.0 - lam) * r.dice_weight;
+  r.c_soft_fg = -2.0 * w / b;
+  r.c_soft = 2.0 * w * s.soft_fg / (b * b);
   return r;
+}
+
+SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, const LossOptions& opt) {
+  return pool_result(s, voxels, opt.lam, opt.eps, opt.mse_normalization, opt.empty_pools);
 }
 
 // Gradient coefficients of one sample, already multiplied by the upstream
 // gradient of the value the sample contributes to.
 struct GradCoefficients {
   double c_mse = 0, c_soft_fg = 0, c_soft = 0;
+  double c_mse_all = 0;
 };
+
+// A pool's coefficients, its MSE part scaled by g_mse and its Dice part by g_dice.
+SPOTLIGHT_HD GradCoefficients scaled_coefficients(const PoolResult& r, double g_mse, double g_dice) {
+  return {g_mse * r.c_mse, g_dice * r.c_soft_fg, g_dice * r.c_soft, g_mse * r.c_mse_all};
+}
+
+// Running totals over pools, for "mean" and "sum".
+struct PoolTotals {
+  double value = 0;  // the chosen value (loss or term) of every pool, summed
+  double mse = 0;    // lam * mmse, summed (the loss under EmptyPools::kViscy)
+  double dice = 0;   // (1 - lam) * dice_weight * dice, summed
+  double real = 0;   // the pools whose Dice counts (dice_weight 1)
+
+  SPOTLIGHT_HD void add(const PoolTotals& o) {
+    value += o.value;
+    mse += o.mse;
+    dice += o.dice;
+    real += o.real;
+  }
+  SPOTLIGHT_HD void add_pool(const PoolResult& r, double value_of_pool, double lam) {
+    value += value_of_pool;
+    mse += lam * r.mmse;
+    dice += (1.0 - lam) * r.dice_weight * r.dice;
+    real += r.dice_weight;
+  }
+};
+
+// The op's value for reduction "mean" or "sum" over `pools` pools. Under
+// VisCy's policy "mean" averages the MSE over every pool and the Dice over the
+// pools whose mask is neither empty nor full (0 when there is none).
+SPOTLIGHT_HD double reduce_pools(const PoolTotals& t, Reduction reduction, EmptyPools empty, double pools) {
+  if (reduction == Reduction::kSum) return t.value;
+  if (empty == EmptyPools::kViscy) return t.mse / pools + t.dice / (t.real > 0 ? t.real : 1.0);
+  return t.value / pools;
+}
+
+// The scales of a pool's MSE and Dice coefficients for the upstream gradient
+// g of the op's value (g of pool s for "none"); real: the pools whose Dice
+// counts (VisCy's "mean" only).
+struct GradScales {
+  double mse = 0, dice = 0;
+};
+SPOTLIGHT_HD GradScales pool_grad_scales(Reduction reduction, EmptyPools empty, double g, double pools, double real) {
+  if (reduction != Reduction::kMean) return {g, g};
+  if (empty == EmptyPools::kViscy) return {g / pools, g / (real > 0 ? real : 1.0)};
+  return {g / pools, g / pools};
+}
 
 // Number of values the loss op returns for a batch of `samples`.
 inline index_t loss_output_size(Reduction reduction, index_t samples) {
@@ -74,21 +144,21 @@ void finalize_losses(const LossSums* sums, index_t samples, index_t voxels_per_s
   if (opt.reduction == Reduction::kBatch) {
     LossSums pooled;
     for (index_t s = 0; s < samples; ++s) pooled.add(sums[s]);
-    out[0] = static_cast<Out>(
-        pool_result(pooled, n * static_cast<double>(samples), opt.lam, opt.eps, opt.mse_normalization).*term);
+    out[0] = static_cast<Out>(pool_result(pooled, n * static_cast<double>(samples), opt).*term);
     return;
   }
-  double mean = 0;
+  PoolTotals totals;
   for (index_t s = 0; s < samples; ++s) {
-    const double l = pool_result(sums[s], n, opt.lam, opt.eps, opt.mse_normalization).*term;
-    if (opt.reduction == Reduction::kNone) out[s] = static_cast<Out>(l);
-    mean += l;
+    const PoolResult r = pool_result(sums[s], n, opt);
+    if (opt.reduction == Reduction::kNone) out[s] = static_cast<Out>(r.*term);
+    totals.add_pool(r, r.*term, opt.lam);
   }
-  if (opt.reduction == Reduction::kMean) out[0] = static_cast<Out>(mean / static_cast<double>(samples));
+  if (opt.reduction != Reduction::kNone)
+    out[0] = static_cast<Out>(reduce_pools(totals, opt.reduction, opt.empty_pools, static_cast<double>(samples)));
 }
 
 // Host-side gradient coefficients for every sample. `grad_out` holds the
-// upstream gradient: one value for "batch" and "mean", N for "none".
+// upstream gradient: one value for "batch", "mean" and "sum", N for "none".
 template <class G>
 void gradient_coefficients(const LossSums* sums, index_t samples, index_t voxels_per_sample,
                            const LossOptions& opt, const G* grad_out, GradCoefficients* coef) {
@@ -96,18 +166,19 @@ void gradient_coefficients(const LossSums* sums, index_t samples, index_t voxels
   if (opt.reduction == Reduction::kBatch) {
     LossSums pooled;
     for (index_t s = 0; s < samples; ++s) pooled.add(sums[s]);
-    const PoolResult r =
-        pool_result(pooled, n * static_cast<double>(samples), opt.lam, opt.eps, opt.mse_normalization);
+    const PoolResult r = pool_result(pooled, n * static_cast<double>(samples), opt);
     const double g = static_cast<double>(grad_out[0]);
-    for (index_t s = 0; s < samples; ++s) coef[s] = {g * r.c_mse, g * r.c_soft_fg, g * r.c_soft};
+    for (index_t s = 0; s < samples; ++s) coef[s] = scaled_coefficients(r, g, g);
     return;
   }
+  double real = 0;
+  if (opt.empty_pools == EmptyPools::kViscy)
+    for (index_t s = 0; s < samples; ++s) real += pool_result(sums[s], n, opt).dice_weight;
   for (index_t s = 0; s < samples; ++s) {
-    const PoolResult r = pool_result(sums[s], n, opt.lam, opt.eps, opt.mse_normalization);
-    const double g = opt.reduction == Reduction::kNone
-                         ? static_cast<double>(grad_out[s])
-                         : static_cast<double>(grad_out[0]) / static_cast<double>(samples);
-    coef[s] = {g * r.c_mse, g * r.c_soft_fg, g * r.c_soft};
+    const PoolResult r = pool_result(sums[s], n, opt);
+    const double g = static_cast<double>(grad_out[opt.reduction == Reduction::kNone ? s : 0]);
+    const GradScales k = pool_grad_scales(opt.reduction, opt.empty_pools, g, static_cast<double>(samples), real);
+    coef[s] = scaled_coefficients(r, k.mse, k.dice);
   }
 }
 

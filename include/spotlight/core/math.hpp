@@ -55,6 +55,31 @@ SPOTLIGHT_HD A soft_mask_grad(A p, A t, A k) {
   return A(0.5) * clamped_tunable_sigmoid_grad(p - t, k);
 }
 
+// The published soft masks (SPEC section 11), x = P - T, k <= 0:
+// the authors' (1 + sigma_k(x)) / 2 with no clamp (from about -0.013 to
+// 1.013 at k = -0.95), and its derivative everywhere;
+template <class A>
+SPOTLIGHT_HD A unclamped_soft_mask(A x, A k) {
+  return A(0.5) + A(0.5) * tunable_sigmoid(x, k);
+}
+template <class A>
+SPOTLIGHT_HD A unclamped_soft_mask_grad(A x, A k) {
+  return A(0.5) * tunable_sigmoid_grad(x, k);
+}
+// VisCy's clamp(sigma_k(x), 0, 1); its derivative is the sigmoid's where the
+// sigmoid lies in the open interval (0, 1), and 0 at the ends and outside (as
+// torch.clamp's backward in torch 2.14; the clamped soft mask has the same rule).
+template <class A>
+SPOTLIGHT_HD A viscy_soft_mask(A x, A k) {
+  const A s = tunable_sigmoid(x, k);
+  return s < A(0) ? A(0) : (s > A(1) ? A(1) : s);
+}
+template <class A>
+SPOTLIGHT_HD A viscy_soft_mask_grad(A x, A k) {
+  const A s = tunable_sigmoid(x, k);
+  return (s > A(0) && s < A(1)) ? tunable_sigmoid_grad(x, k) : A(0);
+}
+
 // 0 for a finite value, NaN for NaN or +-Inf: summed into a "poison"
 // accumulator, it turns a pool's loss into NaN with no branch and no sync.
 template <class A>

@@ -29,6 +29,7 @@ inline FinalizeParams loss_finalize_params(const LossOptions& opt) {
   fin.mse_normalization = opt.mse_normalization;
   fin.reduction = opt.reduction;
   fin.term = Term::kLoss;
+  fin.empty_pools = opt.empty_pools;
   return fin;
 }
 
@@ -89,7 +90,7 @@ cudaError_t loss_forward(const T* pred, const T* target, index_t samples, index_
     SPOTLIGHT_CUDA_TRY(cudaMemsetAsync(b.sums.sample_tickets, 0, (samples + 1) * sizeof(unsigned int), stream));
   }
   const LossTermsSource<T> source{pred, target, otsu ? thresholds : given_thresholds, static_cast<A>(opt.k),
-                                  otsu ? nullptr : thresholds};
+                                  otsu ? nullptr : thresholds, loss_variant(opt)};
   return detail::launch_sums<Policy>(source, g, b.sums, sums, loss_finalize_params(opt), loss, stream);
 }
 
@@ -97,8 +98,7 @@ cudaError_t loss_forward(const T* pred, const T* target, index_t samples, index_
 // (gradient_coefficients of loss_terms.hpp for one pool).
 __device__ __forceinline__ GradCoefficients scaled_coefficients(const LossSums& pool, double pool_voxels,
                                                                 const FinalizeParams& p, double g) {
-  const PoolResult r = pool_result(pool, pool_voxels, p.lam, p.eps, p.mse_normalization);
-  return {g * r.c_mse, g * r.c_soft_fg, g * r.c_soft};
+  return scaled_coefficients(pool_result(pool, pool_voxels, p), g, g);
 }
 
 template <int kThreads, class G>
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
                          const T* __restrict__ target, Grid grid, const acc_t<T>* __restrict__ thresholds,
                          const LossSums* __restrict__ sums, FinalizeParams params, acc_t<T> k,
                          const GradCoefficients* __restrict__ batch_coefficients, T* __restrict__ grad_pred,
-                         T* __restrict__ grad_target) {
+                         T* __restrict__ grad_target, LossVariant variant) {
   using A = acc_t<T>;
   constexpr int kThreads = Policy::kBlockThreads;
   const index_t task = blockIdx.x, s = grid.sample_of(task);
@@ -133,26 +133,48 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
     c = scaled_coefficients(pooled, voxels, params, convert<double>(grad_out[0]));
   } else if (params.reduction == Reduction::kBatch) {
     c = *batch_coefficients;
-  } else {
+  } else if (params.empty_pools == EmptyPools::kSpotlight || params.reduction != Reduction::kMean) {
     const double g = params.reduction == Reduction::kNone
                          ? convert<double>(grad_out[s * grad_stride])
-                         : convert<double>(grad_out[0]) / static_cast<double>(grid.samples);
+                         : (params.reduction == Reduction::kSum
+                                ? convert<double>(grad_out[0])
+                                : convert<double>(grad_out[0]) / static_cast<double>(grid.samples));
     c = scaled_coefficients(sums[s], static_cast<double>(grid.voxels), params, g);
+  } else {
+    // VisCy's "mean": the Dice part is averaged over the pools whose Dice counts.
+    const double real = block_real_pools<kThreads>(sums, grid, params);
+    const GradScales scales = pool_grad_scales(params.reduction, params.empty_pools, convert<double>(grad_out[0]),
+                                               static_cast<double>(grid.samples), real);
+    c = scaled_coefficients(pool_result(sums[s], static_cast<double>(grid.voxels), params), scales.mse, scales.dice);
   }
-  const A c_mse = static_cast<A>(c.c_mse), c_fg = static_cast<A>(c.c_soft_fg), c_all = static_cast<A>(c.c_soft);
+  const A c_mse = static_cast<A>(c.c_mse), c_fg = static_cast<A>(c.c_soft_fg), c_all = static_cast<A>(c.c_soft),
+          c_mse_all = static_cast<A>(c.c_mse_all);
   const A t = thresholds[s];
 
   struct Item {
     A p, y;
+    bool m;
   };
   block_stream<kThreads, Policy::kItemsPerThread>(
       grid.begin(task), grid.end(task),
-      [&](index_t i) { return Item{convert<A>(pred[i]), convert<A>(target[i])}; },
+      [&](index_t i) {
+        const A p = convert<A>(pred[i]), y = convert<A>(target[i]);
+        return Item{p, y, variant.active ? variant.foreground(y, t, i) : y > t};
+      },
       [&](const Item& v, bool valid, index_t i) {
         if (!valid) return;
-        const bool m = v.y > t;
-        const A mse = m ? c_mse * (v.p - v.y) : A(0);
-        grad_pred[i] = convert<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(v.p, t, k));
+        const bool m = v.m;
+        if (!variant.active) {
+          const A mse = m ? c_mse * (v.p - v.y) : A(0);
+          grad_pred[i] = convert<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(v.p, t, k));
+          if (grad_target != nullptr) grad_target[i] = convert<T>(-mse);
+          return;
+        }
+        // SPEC section 11 (PoolResult of loss_terms.hpp): dB/dS = 1 or 2 S.
+        const A e = v.p - v.y, x = v.p - t;
+        const A mse = (m ? c_mse * e : A(0)) + c_mse_all * e;
+        const A dbds = variant.squared ? A(2) * variant.soft(x, k) : A(1);
+        grad_pred[i] = convert<T>(mse + (c_all * dbds + (m ? c_fg : A(0))) * variant.soft_grad(x, k));
         if (grad_target != nullptr) grad_target[i] = convert<T>(-mse);
       },
       NoOp{});
@@ -192,7 +214,7 @@ cudaError_t loss_backward(const G* grad_out, index_t grad_stride, const T* pred,
   }
   loss_backward_kernel<Policy><<<static_cast<unsigned int>(g.tasks()), Policy::kBlockThreads, 0, stream>>>(
       grad_out, grad_stride, pred, target, g, thresholds, sums, params, static_cast<acc_t<T>>(opt.k),
-      batch_coefficients, grad_pred, grad_target);
+      batch_coefficients, grad_pred, grad_target, loss_variant(opt));
   return launch_error();
 }
 

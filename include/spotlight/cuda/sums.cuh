@@ -26,6 +26,7 @@ namespace spotlight::cuda {
 template <class A>
 struct TermValues {
   A fg, sq_err, soft, soft_fg, poison;
+  A sq_err_all = A(0);  // the variants' (SPEC section 11) plain squared error
 
   __device__ __forceinline__ void add(const TermValues& o) {
     fg += o.fg;
@@ -33,6 +34,7 @@ struct TermValues {
     soft += o.soft;
     soft_fg += o.soft_fg;
     poison += o.poison;
+    sq_err_all += o.sq_err_all;
   }
   __device__ __forceinline__ LossSums widen() const {
     LossSums s;
@@ -41,9 +43,49 @@ struct TermValues {
     s.soft = soft;
     s.soft_fg = soft_fg;
     s.poison = poison;
+    s.sq_err_all = sq_err_all;
     return s;
   }
 };
+
+// The published variants' per-voxel choices (SPEC section 11), uniform over
+// a launch: the kernels branch on `active` once per voxel, warp-uniformly.
+struct LossVariant {
+  bool active = false;  // false: the defaults of sections 2-5
+  const bool* mask = nullptr;
+  SoftMask soft_mask = SoftMask::kClamped;
+  MaskRule mask_rule = MaskRule::kGreater;
+  bool squared = false;
+
+  template <class A>
+  __device__ __forceinline__ bool foreground(A y, A t, index_t i) const {
+    if (mask != nullptr) return mask[i];
+    return mask_rule == MaskRule::kGreaterEqual ? y >= t : y > t;
+  }
+  // S and dS/dP of x = P - T.
+  template <class A>
+  __device__ __forceinline__ A soft(A x, A k) const {
+    if (soft_mask == SoftMask::kUnclamped) return math::unclamped_soft_mask(x, k);
+    if (soft_mask == SoftMask::kViscy) return math::viscy_soft_mask(x, k);
+    return A(0.5) + A(0.5) * math::clamped_tunable_sigmoid(x, k);
+  }
+  template <class A>
+  __device__ __forceinline__ A soft_grad(A x, A k) const {
+    if (soft_mask == SoftMask::kUnclamped) return math::unclamped_soft_mask_grad(x, k);
+    if (soft_mask == SoftMask::kViscy) return math::viscy_soft_mask_grad(x, k);
+    return A(0.5) * math::clamped_tunable_sigmoid_grad(x, k);
+  }
+};
+
+inline LossVariant loss_variant(const LossOptions& opt) {
+  LossVariant v;
+  v.active = !opt.default_variant();
+  v.mask = opt.mask;
+  v.soft_mask = opt.soft_mask;
+  v.mask_rule = opt.mask_rule;
+  v.squared = opt.dice_denominator == DiceDenominator::kSquared;
+  return v;
+}
 
 // The fused loss: M = target > T_s, S = soft mask of pred at T_s.
 template <class T>
@@ -54,23 +96,36 @@ struct LossTermsSource {
   const A* thresholds;         // [samples]
   A k;
   A* copy_thresholds_to;       // null, or the op's threshold output (given thresholds)
+  LossVariant variant{};       // SPEC section 11; inactive: sections 2-5
 
   struct Item {
     A p, y;
+    bool m;  // the mask: y > t by default, else LossVariant::foreground
   };
   struct Sample {
     const T* pred;
     const T* target;
     A t, k;
-    __device__ __forceinline__ Item load(index_t i) const { return {convert<A>(pred[i]), convert<A>(target[i])}; }
+    LossVariant variant;
+    __device__ __forceinline__ Item load(index_t i) const {
+      const A p = convert<A>(pred[i]), y = convert<A>(target[i]);
+      return {p, y, variant.active ? variant.foreground(y, t, i) : y > t};
+    }
     __device__ __forceinline__ TermValues<A> values(const Item& v) const {
-      const bool m = v.y > t;
+      const bool m = v.m;
       const A d = v.y - v.p;
-      const A soft = math::soft_mask(v.p, t, k);
-      return {m ? A(1) : A(0), m ? d * d : A(0), soft, m ? soft : A(0), math::poison(v.y) + math::poison(v.p)};
+      if (!variant.active) {
+        const A soft = math::soft_mask(v.p, t, k);
+        return {m ? A(1) : A(0), m ? d * d : A(0), soft, m ? soft : A(0), math::poison(v.y) + math::poison(v.p)};
+      }
+      const A soft = variant.soft(v.p - t, k);
+      return {m ? A(1) : A(0),   m ? d * d : A(0),
+              variant.squared ? soft * soft : soft,
+              m ? soft : A(0),   math::poison(v.y) + math::poison(v.p),
+              d * d};
     }
   };
-  __device__ __forceinline__ Sample sample(index_t s) const { return {pred, target, thresholds[s], k}; }
+  __device__ __forceinline__ Sample sample(index_t s) const { return {pred, target, thresholds[s], k, variant}; }
   __device__ __forceinline__ void block_prologue(index_t s, index_t chunk) const {
     if (copy_thresholds_to != nullptr && chunk == 0 && threadIdx.x == 0) copy_thresholds_to[s] = thresholds[s];
   }
@@ -135,7 +190,12 @@ struct FinalizeParams {
   MseNormalization mse_normalization = MseNormalization::kForeground;
   Reduction reduction = Reduction::kBatch;
   Term term = Term::kLoss;
+  EmptyPools empty_pools = EmptyPools::kSpotlight;
 };
+
+__device__ __forceinline__ PoolResult pool_result(const LossSums& s, double voxels, const FinalizeParams& fin) {
+  return pool_result(s, voxels, fin.lam, fin.eps, fin.mse_normalization, fin.empty_pools);
+}
 
 __device__ __forceinline__ double term_of(const PoolResult& r, Term term) {
   return term == Term::kMmse ? r.mmse : (term == Term::kDice ? r.dice : r.loss);
@@ -149,6 +209,7 @@ __device__ __forceinline__ LossSums load_sums_coherent(const LossSums* p) {
   s.soft = __ldcg(&p->soft);
   s.soft_fg = __ldcg(&p->soft_fg);
   s.poison = __ldcg(&p->poison);
+  s.sq_err_all = __ldcg(&p->sq_err_all);
   return s;
 }
 
@@ -162,21 +223,38 @@ __device__ __forceinline__ LossSums block_pooled_sums(const LossSums* sums, inde
   return block_reduce_all<kThreads>(mine, AddFields{});
 }
 
-// The op's value for reduction "batch" or "mean" from the per-sample sums
-// (finalize_losses of loss_terms.hpp on the device).
+// The op's value for reduction "batch", "mean" or "sum" from the per-sample
+// sums (finalize_losses of loss_terms.hpp on the device).
 template <int kThreads>
 __device__ double block_pooled_value(const LossSums* sums, const Grid& grid, const FinalizeParams& fin) {
   const double n = static_cast<double>(grid.voxels);
   if (fin.reduction == Reduction::kBatch) {
     const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
-    return term_of(pool_result(pooled, n * static_cast<double>(grid.samples), fin.lam, fin.eps,
-                               fin.mse_normalization),
-                   fin.term);
+    return term_of(pool_result(pooled, n * static_cast<double>(grid.samples), fin), fin.term);
   }
+  if (fin.empty_pools == EmptyPools::kSpotlight) {
+    double mine = 0.0;
+    for (index_t s = threadIdx.x; s < grid.samples; s += kThreads)
+      mine += term_of(pool_result(load_sums_coherent(sums + s), n, fin), fin.term);
+    const double total = block_reduce_all<kThreads>(mine, Plus{});
+    return fin.reduction == Reduction::kSum ? total : total / static_cast<double>(grid.samples);
+  }
+  PoolTotals mine;
+  for (index_t s = threadIdx.x; s < grid.samples; s += kThreads) {
+    const PoolResult r = pool_result(load_sums_coherent(sums + s), n, fin);
+    mine.add_pool(r, term_of(r, fin.term), fin.lam);
+  }
+  const PoolTotals totals = block_reduce_all<kThreads>(mine, AddFields{});
+  return reduce_pools(totals, fin.reduction, fin.empty_pools, static_cast<double>(grid.samples));
+}
+
+// The pools whose Dice counts (VisCy's policy), summed over the batch.
+template <int kThreads>
+__device__ double block_real_pools(const LossSums* sums, const Grid& grid, const FinalizeParams& fin) {
   double mine = 0.0;
   for (index_t s = threadIdx.x; s < grid.samples; s += kThreads)
-    mine += term_of(pool_result(load_sums_coherent(sums + s), n, fin.lam, fin.eps, fin.mse_normalization), fin.term);
-  return block_reduce_all<kThreads>(mine, Plus{}) / static_cast<double>(grid.samples);
+    mine += pool_result(load_sums_coherent(sums + s), static_cast<double>(grid.voxels), fin).dice_weight;
+  return block_reduce_all<kThreads>(mine, Plus{});
 }
 
 // Workspace arrays of the sums kernel.
@@ -221,8 +299,7 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
   if (threadIdx.x == 0) {
     sums[s] = sample_sums;
     if (fin.reduction == Reduction::kNone) {
-      const PoolResult r = pool_result(sample_sums, static_cast<double>(grid.voxels), fin.lam, fin.eps,
-                                       fin.mse_normalization);
+      const PoolResult r = pool_result(sample_sums, static_cast<double>(grid.voxels), fin);
       values[s] = convert<Out>(term_of(r, fin.term));
     }
   }

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -83,17 +82,11 @@ class StatsCache:
         return stats
 
     def save(self) -> None:
-        """temp file + fsync + rename: a kill leaves the old cache or the new one."""
+        """Written atomically (temp file + fsync + rename + folder fsync): a kill leaves the old cache or the new."""
+        from ..training.runfiles import atomic_write_text
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "w") as handle:
-                json.dump({"version": CACHE_VERSION, "entries": self.entries}, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no temporary behind
+        atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "entries": self.entries}))
 
 
 class VolumeBuffer:

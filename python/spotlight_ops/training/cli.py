@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, build_config, config_from_checkpoint
+from .config import TrainConfig, build_config, config_from_checkpoint, read_yaml, stored_config_keys
 
 
 def _bool(text: str) -> bool:
@@ -67,6 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["mse", "spotlight"], help=f"training loss (default {d.loss})")
     p.add_argument("--lam", type=float, help=f"Spotlight MMSE weight (default {d.lam})")
     p.add_argument("--k", type=float, help=f"tunable-sigmoid steepness (default {d.k})")
+    p.add_argument("--mse-term", dest="mse_term", choices=["plain", "masked"],
+                   help=f"Spotlight's MSE term: plain (every voxel, against the collapse of docs/collapse.md) or "
+                        f"masked (the paper's MMSE over the foreground) (default {d.mse_term})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
     p.add_argument("--betas", type=float, nargs=2, help=f"Adam betas (default {d.betas[0]} {d.betas[1]})")
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"global batch (default {d.batch_size})")
@@ -133,7 +136,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         if not saved.is_file():
             raise ValueError(f"{saved}: config file not found")
-        return build_config(saved, overrides)
+        config = build_config(saved, overrides)
+        missing = sorted(set(TrainConfig.field_names()) - set(read_yaml(saved)))
+        if missing:  # spotlight writes every key: a file without some is torn (or from an older version)
+            stored = stored_config_keys(Path(args.out_dir) / "checkpoints")
+            lost = [key for key in missing if key in stored]
+            if lost:
+                raise ValueError(f"{saved}: incomplete, without {', '.join(lost[:4])}"
+                                 f"{' ...' if len(lost) > 4 else ''} (torn by a crash?)")
+        return config
     except ValueError as err:
         fallback = config_from_checkpoint(Path(args.out_dir) / "checkpoints", overrides)
         if fallback is None:

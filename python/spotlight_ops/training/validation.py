@@ -22,14 +22,17 @@ leaves training, and exact resume, as they are.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..data import DataError, ManifestRow, PatchSampler, PreprocessConfig, load_pair
+from ..data import ManifestRow, PatchSampler, PreprocessConfig, load_pair
+from .runfiles import atomic_write_bytes
+
+PLOT_SECONDS = 30.0  # least time between two redraws of loss_curve.png (the last iteration always redraws)
 
 # log.csv column -> TensorBoard tag
 COLUMNS = {"val_loss": "loss/val", "val_fg_pred": "foreground_fraction/val_pred",
@@ -144,11 +147,9 @@ def plot_losses(rows: Sequence[dict], path: Path) -> Optional[Path]:
     ax_fg.set_xlabel("iteration")
     ax_fg.set_ylabel("validation foreground fraction")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png", dpi=100)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_bytes(path, buffer.getvalue())
