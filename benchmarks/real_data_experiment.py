@@ -249,7 +249,7 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "regenerate). Command:",
         "",
         "```",
-        " ".join(["python benchmarks/real_data_experiment.py"] + args.argv),
+        " ".join(["python benchmarks/real_data_experiment.py"] + [a for a in args.argv if a != "--no-train"]),
         "```",
         "",
         f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {_machine()}.",
@@ -262,6 +262,9 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "  Arms: `mse` (`--loss mse`), `spotlight_paper` (`--loss spotlight --mse-term masked`: the paper's",
         "  `0.5 MMSE + 0.5 Dice`), `spotlight` (`--loss spotlight`, the default `--mse-term plain`:",
         "  `0.5 MSE + 0.5 Dice`, the MSE over every voxel, docs/collapse.md).",
+        *(["- That command trains every run to the full budget; the runs on this page stopped earlier where "
+           "listed below (the machine's time, not a choice of the method)."]
+          if any(max(curves[a].get(s) or {0: 0}) < args.iterations for a in args.arms for s in args.seeds) else []),
         "- Runs on this page (iterations reached): " + ", ".join(
             f"`{arm}` seed {s} {max(curves[arm][s]) if curves[arm].get(s) else 0}" for arm in args.arms
             for s in args.seeds) + ".",
