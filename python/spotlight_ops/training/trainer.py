@@ -36,7 +36,7 @@ from ..models import FNet
 from . import distributed as D
 from ..models import model_file
 from .checkpoint import CheckpointError, CheckpointManager, read_digest
-from .config import TrainConfig, write_yaml
+from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
 from .log import LossLog, read_log
 from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
@@ -191,8 +191,7 @@ def _resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.Dist
     if changed:
         details = ", ".join(f"{k}: checkpoint {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in changed)
         raise ValueError(f"cannot resume {path} with a different config ({details}); only "
-                         f"iterations, checkpoint_every, log_every, device, progress, tensorboard, num_threads "
-                         f"may change")
+                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
     payload["_path"] = path
     return payload
 
