@@ -57,9 +57,9 @@ def test_config_errors_name_the_key(tmp_path):
 
 def test_spotlight_criterion_uses_threshold_zero_on_otsu_targets():
     pred, target = torch.randn(2, 1, 4, 8, 8), torch.randn(2, 1, 4, 8, 8)
-    got = make_criterion(TrainConfig(loss="spotlight"))(pred, target)
+    got = make_criterion(TrainConfig(loss="spotlight", mse_term="masked"))(pred, target)
     torch.testing.assert_close(got, spotlight_ops.loss(pred, target, threshold=0.0, lam=0.5, k=-0.95))
-    got = make_criterion(TrainConfig(loss="spotlight", target_norm="zscore", lam=0.3))(pred, target)
+    got = make_criterion(TrainConfig(loss="spotlight", mse_term="masked", target_norm="zscore", lam=0.3))(pred, target)
     torch.testing.assert_close(got, spotlight_ops.loss(pred, target, threshold=None, lam=0.3))
     got = make_criterion(TrainConfig(loss="mse"))(pred, target)
     torch.testing.assert_close(got, torch.mean((pred - target) ** 2))

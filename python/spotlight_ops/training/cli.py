@@ -67,6 +67,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["mse", "spotlight"], help=f"training loss (default {d.loss})")
     p.add_argument("--lam", type=float, help=f"Spotlight MMSE weight (default {d.lam})")
     p.add_argument("--k", type=float, help=f"tunable-sigmoid steepness (default {d.k})")
+    p.add_argument("--mse-term", dest="mse_term", choices=["plain", "masked"],
+                   help=f"Spotlight's MSE term: plain (every voxel, against the collapse of docs/collapse.md) or "
+                        f"masked (the paper's MMSE over the foreground) (default {d.mse_term})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
     p.add_argument("--betas", type=float, nargs=2, help=f"Adam betas (default {d.betas[0]} {d.betas[1]})")
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"global batch (default {d.batch_size})")

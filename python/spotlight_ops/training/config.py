@@ -17,7 +17,7 @@ from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv", "val_csv", "stats_cache"})
+                               "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache"})
 
 
 @dataclass
@@ -28,7 +28,11 @@ class TrainConfig:
     ``target_norm``, ``smooth_threshold``, ``crop_multiple``, ``min_foreground_fraction``),
     sampling (``patch_size`` z,y,x; ``batch_size``, the global batch split over processes;
     ``max_retries``). Model: F-net ``depth`` / ``base_channels``. Loss: ``loss`` (``"mse"`` or
-    ``"spotlight"``), ``lam``, ``k``. Optimiser: Adam ``lr``, ``betas``. Schedule: ``iterations``,
+    ``"spotlight"``), ``lam``, ``k``, ``mse_term`` (Spotlight minimises
+    ``lam * MSE + (1 - lam) * Dice``; ``"plain"``, the default: the MSE over every voxel, so that the
+    background keeps a gradient where the soft Dice's vanishes; ``"masked"``: the paper's MMSE over the
+    target's foreground, which collapses on the real data of docs/collapse.md). Optimiser: Adam ``lr``,
+    ``betas``. Schedule: ``iterations``,
     ``checkpoint_every``, ``log_every``, ``seed``. Runtime: ``device`` (auto/cpu/cuda), ``amp``
     (auto = on for CUDA only), ``amp_dtype``, ``deterministic``, ``num_threads``,
     ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed). Learning rate:
@@ -45,6 +49,7 @@ class TrainConfig:
     loss: str = "spotlight"
     lam: float = 0.5
     k: float = -0.95
+    mse_term: str = "plain"  # Spotlight's MSE term: "plain" (every voxel, docs/collapse.md) or "masked" (the paper)
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)
     lr_schedule: str = "constant"
@@ -104,6 +109,9 @@ class TrainConfig:
         for name in ("batch_size", "iterations", "checkpoint_every", "log_every", "base_channels", "crop_multiple",
                      "max_retries", "val_every", "val_patches"):
             positive_int(name)
+        if self.mse_term not in ("plain", "masked"):
+            raise ValueError(f"mse_term must be 'plain' (MSE over every voxel) or 'masked' (the paper's MMSE over "
+                             f"the foreground), got {self.mse_term!r}")
         for name in ("buffer_size", "buffer_switch_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

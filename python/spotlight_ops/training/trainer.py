@@ -1,8 +1,9 @@
 r"""The training loop: F-net on foreground-aware random patches, MSE or Spotlight loss.
 
 Per iteration: draw a batch of patches (:class:`~spotlight_ops.data.PatchSampler`), predict,
-compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``:
-``lam * MMSE + (1 - lam) * Dice`` with ``threshold=0.0`` on Otsu-standardized targets),
+compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``: ``lam * MSE + (1 - lam) * Dice``,
+the MSE over every voxel (``mse_term="plain"``, the default, docs/collapse.md) or over the foreground
+(``"masked"``: the paper's MMSE), with ``threshold=0.0`` on Otsu-standardized targets),
 step Adam, log, and every ``checkpoint_every`` iterations write a checkpoint.
 
 A checkpoint holds the model, the optimizer, the AMP grad scaler, the RNG states of Python,
@@ -35,9 +36,9 @@ from ..models import FNet
 from . import distributed as D
 from ..models import model_file
 from .checkpoint import CheckpointError, CheckpointManager, read_digest
-from .config import TrainConfig, write_yaml
+from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
 from .log import LossLog, read_log
-from .monitor import FRACTION_COLUMNS, foreground_fractions
+from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .runfiles import RunLock, remove_temporaries
 from .schedule import learning_rate
@@ -128,7 +129,12 @@ def make_criterion(config: TrainConfig) -> Callable:
 
     # Otsu-standardized targets put the foreground at > 0 (SPEC 6), so no histogram per batch
     threshold = 0.0 if config.target_norm == "otsu" else None
-    return lambda pred, target: spotlight_ops.loss(pred, target, threshold=threshold, lam=config.lam, k=config.k)
+    if config.mse_term == "masked":  # the paper: lam * MMSE (foreground voxels) + (1 - lam) * Dice
+        return lambda pred, target: spotlight_ops.loss(pred, target, threshold=threshold, lam=config.lam, k=config.k)
+    # lam * MSE over every voxel + (1 - lam) * Dice: the background keeps a gradient where the soft Dice's
+    # vanishes, and no term pulls the foreground alone (docs/collapse.md)
+    return lambda pred, target: (config.lam * nn.functional.mse_loss(pred, target) + (1.0 - config.lam)
+                                 * spotlight_ops.loss(pred, target, threshold=threshold, lam=0.0, k=config.k))
 
 
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple:
@@ -185,8 +191,7 @@ def _resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.Dist
     if changed:
         details = ", ".join(f"{k}: checkpoint {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in changed)
         raise ValueError(f"cannot resume {path} with a different config ({details}); only "
-                         f"iterations, checkpoint_every, log_every, device, progress, tensorboard, num_threads "
-                         f"may change")
+                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
     payload["_path"] = path
     return payload
 
@@ -366,6 +371,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
     columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
     log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
     fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
+    monitor = CollapseMonitor(hint=collapse_hint(config))
     from tqdm import tqdm
 
     bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
@@ -424,6 +430,9 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                 if log is not None:
                     log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
                                                     **metrics})
+                    warning = monitor.update(iteration, fg_pred, fg_target)
+                    if warning:
+                        tqdm.write(warning, file=sys.stderr)
                     # redrawn at most every PLOT_SECONDS (a figure costs about a second) and at the last iteration
                     if metrics and (iteration == config.iterations or time.monotonic() - last_plot >= V.PLOT_SECONDS):
                         V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
