@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import TrainConfig, build_config, config_from_checkpoint
+from .config import TrainConfig, build_config, config_from_checkpoint, read_yaml, stored_config_keys
 
 
 def _bool(text: str) -> bool:
@@ -136,7 +136,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         if not saved.is_file():
             raise ValueError(f"{saved}: config file not found")
-        return build_config(saved, overrides)
+        config = build_config(saved, overrides)
+        missing = sorted(set(TrainConfig.field_names()) - set(read_yaml(saved)))
+        if missing:  # spotlight writes every key: a file without some is torn (or from an older version)
+            stored = stored_config_keys(Path(args.out_dir) / "checkpoints")
+            lost = [key for key in missing if key in stored]
+            if lost:
+                raise ValueError(f"{saved}: incomplete, without {', '.join(lost[:4])}"
+                                 f"{' ...' if len(lost) > 4 else ''} (torn by a crash?)")
+        return config
     except ValueError as err:
         fallback = config_from_checkpoint(Path(args.out_dir) / "checkpoints", overrides)
         if fallback is None:
