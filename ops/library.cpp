@@ -7,6 +7,9 @@
 TORCH_LIBRARY(spotlight, m) {
   m.def("otsu_threshold(Tensor x, int bins=256) -> Tensor");
   m.def("otsu_standardize(Tensor x, int bins=256) -> Tensor");
+  // (y, thresholds [N], stats [N, 3]: scale, scaled mean, inverse scaled std; both in the accumulation dtype)
+  m.def("_otsu_standardize_forward(Tensor x, int bins) -> (Tensor, Tensor, Tensor)");
+  m.def("_otsu_standardize_backward(Tensor grad, Tensor x, Tensor thresholds, Tensor stats) -> Tensor");
   m.def("tunable_sigmoid(Tensor x, float k=-0.95) -> Tensor");
   m.def("_tunable_sigmoid_backward(Tensor grad, Tensor x, float k) -> Tensor");
   m.def(

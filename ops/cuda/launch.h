@@ -28,6 +28,16 @@ cudaError_t otsu_threshold(DType dtype, const void* x, int64_t samples, int64_t 
 size_t otsu_standardize_workspace_bytes(DType dtype, int64_t samples, int64_t voxels, int bins);
 cudaError_t otsu_standardize(DType dtype, const void* x, int64_t samples, int64_t voxels, int bins, void* out,
                              void* workspace, size_t workspace_bytes, cudaStream_t stream);
+// The same, also writing thresholds [samples] and stats [samples, 3]
+// (spotlight::moments::StandardizeStats), both of the accumulation dtype.
+cudaError_t otsu_standardize_forward(DType dtype, const void* x, int64_t samples, int64_t voxels, int bins,
+                                     void* out, void* thresholds, void* stats, void* workspace,
+                                     size_t workspace_bytes, cudaStream_t stream);
+size_t otsu_standardize_backward_workspace_bytes(DType dtype, int64_t samples, int64_t voxels);
+// grad and grad_x: like x; thresholds and stats: the forward's.
+cudaError_t otsu_standardize_backward(DType dtype, const void* grad, const void* x, int64_t samples, int64_t voxels,
+                                      const void* thresholds, const void* stats, void* grad_x, void* workspace,
+                                      size_t workspace_bytes, cudaStream_t stream);
 
 cudaError_t tunable_sigmoid(DType dtype, const void* x, int64_t count, double k, void* out, cudaStream_t stream);
 cudaError_t tunable_sigmoid_backward(DType dtype, const void* grad, const void* x, int64_t count, double k,

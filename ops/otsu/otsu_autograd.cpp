@@ -1,16 +1,19 @@
 // Autograd of the Otsu ops. The threshold is a bin centre: it jumps when the
 // chosen bin changes and otherwise moves only with the sample's min and max.
 // It is treated as a constant: otsu_threshold's output never requires grad.
-// Standardization is differentiable with the threshold held constant:
-//   y = (x - T) / s,  s = std(x) (ddof 0; 1 for a constant sample)
-// (a stop-gradient, as the loss holds its mask constant):
-//   dL/dx_j = g_j / s - (sum_i g_i (x_i - T)) (x_j - mean) / (n s^3)
-#include <ATen/ATen.h>
+// Standardization is differentiable with the threshold held constant (a
+// stop-gradient, as the loss holds its mask constant); the math is the
+// header's (spotlight/core/moments.hpp, standardize_grad). The forward saves
+// x, the thresholds and the per-sample stats, so the backward neither re-runs
+// Otsu nor recomputes the std.
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <tuple>
+
 #include "ops/common.h"
-#include "ops/dispatcher.h"
 
 namespace spotlight_ops {
 namespace {
@@ -18,35 +21,34 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+const auto& standardize_forward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_otsu_standardize_forward", "")
+                             .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, int64_t)>();
+  return op;
+}
+
+const auto& standardize_backward_op() {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("spotlight::_otsu_standardize_backward", "")
+          .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&)>();
+  return op;
+}
+
 class StandardizeFunction : public torch::autograd::Function<StandardizeFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Tensor& x, int64_t bins) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("spotlight::otsu_standardize", "")
-                               .typed<Tensor(const Tensor&, int64_t)>();
-    Tensor y = op.call(x, bins);
-    ctx->save_for_backward({x});
-    ctx->saved_data["bins"] = bins;
+    auto [y, thresholds, stats] = standardize_forward_op().call(x, bins);
+    ctx->save_for_backward({x, thresholds, stats});
     return {y};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const Tensor x = ctx->get_saved_variables()[0];
-    const int64_t bins = ctx->saved_data["bins"].toInt();
     if (!grads[0].defined()) return {Tensor(), Tensor()};
-    const auto acc = acc_dtype(x.scalar_type());
-    const int64_t samples = x.size(0);
-    const Tensor xs = x.reshape({samples, -1}).to(acc);
-    const Tensor g = grads[0].reshape({samples, -1}).to(acc);
-    const Tensor thr = dispatch::otsu_threshold().call(x, bins).to(acc).unsqueeze(1);
-    const Tensor mean = xs.mean(1, true);
-    const Tensor centred = xs - mean;
-    Tensor sd = centred.pow(2).mean(1, true).sqrt();
-    sd = at::where(sd > 0, sd, at::ones_like(sd));
-    const Tensor dot = (g * (xs - thr)).sum(1, true);
-    const Tensor gx = g / sd - dot * centred / (static_cast<double>(xs.size(1)) * sd.pow(3));
-    return {gx.to(x.scalar_type()).reshape(x.sizes()), Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    return {standardize_backward_op().call(grads[0], saved[0], saved[1], saved[2]), Tensor()};
   }
 };
 

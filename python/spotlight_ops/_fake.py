@@ -38,6 +38,20 @@ def _(x, bins=256):
     return x.new_empty(x.shape)
 
 
+@torch.library.register_fake("spotlight::_otsu_standardize_forward")
+def _(x, bins):
+    n, acc = x.shape[0], _acc(x.dtype)
+    return x.new_empty(x.shape), x.new_empty((n,), dtype=acc), x.new_empty((n, 3), dtype=acc)
+
+
+@torch.library.register_fake("spotlight::_otsu_standardize_backward")
+def _(grad, x, thresholds, stats):
+    _same_device(grad, "grad", x, "x")
+    _same_device(thresholds, "thresholds", x, "x")
+    _same_device(stats, "stats", x, "x")
+    return x.new_empty(x.shape)
+
+
 @torch.library.register_fake("spotlight::tunable_sigmoid")
 def _(x, k=-0.95):
     return x.new_empty(x.shape)

@@ -78,6 +78,13 @@ def test_demo_quick_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
     assert "| model | PSNR whole (dB) | PSNR foreground (dB) |" in report
+    # what was measured, where and when; the verdict is the evaluation's, with its numbers
+    assert "Measured with `spotlight demo --quick --out" in report and "load average" in report
+    assert " CPUs, torch " in report
+    assert "## Verdict" in report and ("pattern holds" in report or "pattern does not hold" in report)
+    assert "the targets themselves score AP@0.5" in report
+    assert "Segmentation tuned on the targets" in (out / "evaluation" / "report.md").read_text()
+    assert "paper's pattern" in result.stdout
     assert "| mse |" in report and "| spotlight |" in report
     for picture in ("slices_00.png", "background_histogram.png"):
         assert (out / picture).stat().st_size > 1000 and f"]({picture})" in report

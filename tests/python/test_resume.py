@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -194,3 +195,46 @@ def test_sigkill_loses_at_most_the_iterations_since_the_last_checkpoint(dataset,
     reference = tmp_path / "reference"
     train(tiny_config(dataset["train"], reference, iterations=total, checkpoint_every=every))
     assert rows == losses(reference)  # the kill changed nothing but the wall time
+
+
+def test_learning_rate_schedule_formula():
+    from spotlight_ops.training.schedule import learning_rate
+
+    assert [learning_rate(i, 1e-3) for i in (1, 7, 50_000)] == [1e-3] * 3  # the paper's constant rate
+    assert [learning_rate(i, 1e-3, "constant", 4) for i in (1, 2, 4, 5)] == [2.5e-4, 5e-4, 1e-3, 1e-3]
+    for i in range(1, 13):  # an independent float64 evaluation of the documented formula
+        expected = 1e-3 * i / 4 if i <= 4 else 1e-4 + 9e-4 * 0.5 * (1 + np.cos(np.pi * (i - 4) / 8))
+        assert learning_rate(i, 1e-3, "cosine", 4, 12, 1e-4) == pytest.approx(expected, rel=1e-12)
+    assert learning_rate(12, 1e-3, "cosine", 4, 12, 1e-4) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        tiny_config("x.csv", "out", lr_schedule="linear")
+    with pytest.raises(ValueError, match="min_lr"):
+        tiny_config("x.csv", "out", lr_schedule="cosine", min_lr=0.1)
+
+
+def test_cosine_schedule_resumes_exactly(dataset, tmp_path, capsys):
+    from spotlight_ops.training.schedule import learning_rate
+
+    settings = dict(iterations=9, checkpoint_every=3, lr_schedule="cosine", warmup_iterations=2, min_lr=1e-4)
+    reference = tmp_path / "reference"
+    train(tiny_config(dataset["train"], reference, **settings))
+    config = tiny_config(dataset["train"], tmp_path / "run", **settings)
+    with pytest.raises(Interrupted):
+        train(config, on_iteration=interrupt_at(5))
+    train(config, resume=True)
+    assert losses(tmp_path / "run") == losses(reference)
+    optimizer = load_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_latest.pt")["optimizer"]
+    assert optimizer["param_groups"][0]["lr"] == learning_rate(9, 1e-3, "cosine", 2, 9, 1e-4)  # the rate used last
+    constant = tmp_path / "constant"
+    train(tiny_config(dataset["train"], constant, iterations=9, checkpoint_every=3))
+    assert losses(constant)[0] == losses(reference)[0]  # the same start
+    assert losses(constant)[1] != losses(reference)[1]  # warm-up: a smaller first step changes the second loss
+    err = capsys.readouterr().err
+    assert "lr 0.001 (cosine after 2 warm-up)" in err
+
+
+def test_start_line_and_time_estimate(dataset, tmp_path, capsys):
+    train(tiny_config(dataset["train"], tmp_path / "run", iterations=8, checkpoint_every=8))
+    err = capsys.readouterr().err
+    assert "train: device cpu, 1 CPU thread(s) of" in err and "iterations 1..8" in err
+    assert "s/iteration; about" in err and "for the remaining 2 iterations" in err

@@ -5,16 +5,21 @@ in-plane orientation, brightness and chromatin texture) inside larger cells, plu
 vesicles that are visible in transmitted light but not stained. From it come:
 
 * ``labels``: uint16 ground-truth instance mask (0 background, 1..n nuclei);
-* ``target``: Hoechst-like fluorescence. With ``D`` the dye density (brightness x texture in
-  nuclei), ``C`` the cytoplasm (a shell of ``cell_margin`` voxels around each nucleus), ``G_s`` a
-  Gaussian blur of per-axis sigmas ``s`` and ``n`` i.i.d. noise::
+* ``target``: Hoechst-like fluorescence in camera counts, modelled on real widefield or
+  spinning-disk stacks. With ``D`` the dye density (per-nucleus brightness, uneven over
+  ``brightness_range``, times a chromatin texture), ``C`` the cytoplasm (a shell of
+  ``cell_margin`` voxels around each nucleus), ``G_s`` a Gaussian blur of per-axis sigmas ``s``::
 
-      target = G_psf(D + cytoplasm_glow * C) + haze * G_haze(D) + background + noise_std * n
+      I = background + G_psf(D + cytoplasm_glow * C) + haze * G_haze(D)     (relative intensity)
+      target = camera_offset + Poisson(photons * I) + read_noise * n         (counts, n ~ N(0, 1))
 
-  ``psf`` is stronger in z than in xy (the axial smear of widefield optics, a "halo" above
-  and below each nucleus), ``G_haze`` is a wide dim out-of-focus glow, and the cytoplasm's
-  unspecific stain is a dim glow around each nucleus that sits just under Otsu's threshold
-  (about T - 0.5 std after Otsu standardization), as the haze of real Hoechst volumes does;
+  ``psf`` is about three times longer in z than in xy (the axially elongated point-spread
+  function: a halo above and below each nucleus), ``G_haze`` is a wide, axially elongated
+  out-of-focus glow of the dye itself, so it grows with the local nuclear density (crowded
+  regions sit on a brighter haze), the noise is Poisson shot noise of ``photons`` per unit of
+  intensity plus Gaussian read noise, and the cytoplasm's unspecific stain is a dim glow
+  around each nucleus that sits just under Otsu's threshold (about T - 0.5 std after Otsu
+  standardization), as the haze of real Hoechst volumes does;
 * ``signal``: a brightfield-like z-stack of the refractive-index map ``R`` (nuclei, cytoplasm,
   vesicles): defocus phase contrast ``-LoG(R)`` plus an axial asymmetry ``dR/dz``, weak
   absorption, a smooth illumination gradient and noise.
@@ -45,15 +50,18 @@ class SceneConfig:
     nuclei_density: float = 1.6e-4     # nuclei per voxel: about 10-20 % nuclear volume
     radius_range: tuple = (4.0, 8.0)   # in-plane semi-axes
     flattening_range: tuple = (0.6, 0.9)  # z semi-axis / in-plane semi-axis
-    brightness_range: tuple = (0.5, 1.0)
+    brightness_range: tuple = (0.5, 1.0)  # uneven nuclear brightness (uniform per nucleus)
     texture_strength: float = 0.25
-    psf_sigma: tuple = (1.2, 0.7, 0.7)
-    haze_sigma: tuple = (7.0, 4.0, 4.0)
+    psf_sigma: tuple = (2.0, 0.7, 0.7)  # axially elongated PSF
+    haze_sigma: tuple = (9.0, 5.0, 5.0)  # out-of-focus glow of the dye, elongated in z
     haze: float = 0.3
     background: float = 0.08
     cytoplasm_glow: float = 0.22       # unspecific stain of the cytoplasm: dim, and visible in brightfield
-    noise_std: float = 0.03
+    photons: float = 150.0             # detected photons per unit of relative intensity (shot noise)
+    read_noise: float = 2.0            # camera read noise, counts (Gaussian)
+    camera_offset: float = 100.0       # camera counts at zero light
     cell_margin: float = 4.0           # cytoplasm thickness around nuclei
+    clearance: int = 3                 # voxels between nuclei (at least 1)
     vesicle_density: float = 3e-5
     signal_noise_std: float = 0.05
 
@@ -64,10 +72,14 @@ class SceneConfig:
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(lo, hi)!r}")
-        for name in ("nuclei_density", "texture_strength", "haze", "background", "cytoplasm_glow", "noise_std",
-                     "cell_margin", "vesicle_density", "signal_noise_std"):
+        for name in ("nuclei_density", "texture_strength", "haze", "background", "cytoplasm_glow", "read_noise",
+                     "camera_offset", "cell_margin", "vesicle_density", "signal_noise_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if int(self.clearance) != self.clearance or self.clearance < 1:
+            raise ValueError(f"clearance must be an integer >= 1, got {self.clearance!r}")
+        if not self.photons > 0:
+            raise ValueError(f"photons must be > 0, got {self.photons!r}")
 
 
 @dataclass
@@ -93,7 +105,7 @@ def _place_nuclei(config: SceneConfig, rng: np.random.Generator) -> tuple:
         radii = np.array([r_xy * rng.uniform(*config.flattening_range), r_xy, r_xy * rng.uniform(0.75, 1.0)])
         centre = np.array([rng.uniform(0, s) for s in shape])
         angle = rng.uniform(0, np.pi)
-        extent = np.ceil(radii.max()) + 1
+        extent = np.ceil(radii.max()) + 1 + config.clearance
         lo = np.maximum(np.floor(centre - extent), 0).astype(int)
         hi = np.minimum(np.ceil(centre + extent), shape).astype(int)
         if np.any(hi <= lo):
@@ -105,8 +117,9 @@ def _place_nuclei(config: SceneConfig, rng: np.random.Generator) -> tuple:
         if not inside.any():
             continue
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        # one voxel of clearance from other nuclei keeps instances separable, as in real tissue
-        if np.any(labels[box][ndi.binary_dilation(inside)]):
+        # a few voxels of clearance from other nuclei (the cytoplasm between them) keeps instances
+        # separable after the blur, as in real cell layers
+        if np.any(labels[box][ndi.binary_dilation(inside, iterations=config.clearance)]):
             continue
         labels[box][inside] = len(brightness)
         brightness.append(rng.uniform(*config.brightness_range))
@@ -132,10 +145,10 @@ def make_scene(seed: int, config: Optional[SceneConfig] = None) -> Scene:
     cytoplasm = (ndi.distance_transform_edt(~nuclei) <= config.cell_margin) & ~nuclei if nuclei.any() \
         else np.zeros(shape, bool)
     stain = density + config.cytoplasm_glow * cytoplasm
-    target = (ndi.gaussian_filter(stain, config.psf_sigma)
-              + config.haze * ndi.gaussian_filter(density, config.haze_sigma)
-              + config.background
-              + config.noise_std * rng.standard_normal(shape)).astype(np.float32)
+    intensity = (config.background + ndi.gaussian_filter(stain, config.psf_sigma)
+                 + config.haze * ndi.gaussian_filter(density, config.haze_sigma))
+    photons = rng.poisson(config.photons * np.maximum(intensity, 0.0))
+    target = (config.camera_offset + photons + config.read_noise * rng.standard_normal(shape)).astype(np.float32)
 
     vesicles = np.zeros(shape, np.float32)
     n_vesicles = int(round(config.vesicle_density * np.prod(shape)))

@@ -56,15 +56,31 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     io.add_argument("--csv", type=Path, help="long-format CSV: model,path_prediction,path_target[,path_mask]")
     io.add_argument("--out", type=Path, required=True, help="output folder")
 
+    units = p.add_argument_group("units (docs/evaluation.md: the defaults fit predictions of `spotlight predict`)")
+    units.add_argument("--target-norm", choices=("otsu", "none"), default="otsu",
+                       help="targets Otsu-standardized as in training (default), or used as given")
+    units.add_argument("--smooth-threshold", action="store_true",
+                       help="targets' Otsu T from their median(5)+Gaussian(5) copy (if the model was trained so)")
+    units.add_argument("--rescale", choices=("none", "range", "minmax", "affine"), default="none",
+                       help="how predictions reach the target's scale (default %(default)s; range: the paper's)")
+    units.add_argument("--target-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                       help="--rescale range: min and max of the combined training targets")
+    units.add_argument("--training-run", type=Path, default=None,
+                       help="--rescale range: read the combined training targets' range from this run folder")
+
     metrics = p.add_argument_group("pixel metrics and FRC")
-    metrics.add_argument("--rescale", choices=("minmax", "affine", "none"), default="minmax",
-                         help="how predictions reach the target's scale (default %(default)s)")
     metrics.add_argument("--frc-bin-delta", type=int, default=5, help="FRC ring width in pixels (default %(default)s)")
     metrics.add_argument("--frc-threshold", choices=("one-seventh", "half-bit"), default="one-seventh")
     metrics.add_argument("--pixel-size", type=float, default=1.0, help="XY pixel size: FRC resolution unit")
     metrics.add_argument("--bg-percentile", type=float, default=3.0, help="MicroSSIM background percentile")
 
-    seg = p.add_argument_group("segmentation (Otsu + watershed)")
+    seg = p.add_argument_group("segmentation (Otsu + watershed; tuned on the targets when masks are given)")
+    seg.add_argument("--tune-segmentation", action=argparse.BooleanOptionalAction, default=None,
+                     help="tune the segmentation on the targets against --masks and freeze it for every model "
+                          "(default: on when masks are given); the flags below are its base, or the segmentation "
+                          "itself with --no-tune-segmentation")
+    seg.add_argument("--downsample", type=int, choices=(1, 2), default=1,
+                     help="2: segment at half resolution, labels upsampled back (the paper's choice)")
     seg.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"),
                      help="voxel size for the distance transform, seeds and morphology")
     seg.add_argument("--no-clahe", dest="clahe", action="store_false", help="skip CLAHE")
@@ -126,7 +142,12 @@ def options_from_args(args: argparse.Namespace) -> dict:
     from .sweep import DEFAULT_FRACTIONS
 
     options = {
+        "target_norm": args.target_norm,
+        "smooth_threshold": args.smooth_threshold,
         "rescale": args.rescale,
+        "target_range": tuple(args.target_range) if args.target_range else None,
+        "training_run": args.training_run,
+        "tune_segmentation": args.tune_segmentation,
         "frc_bin_delta": args.frc_bin_delta,
         "frc_threshold": args.frc_threshold,
         "pixel_size": args.pixel_size,
@@ -142,6 +163,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
             "min_volume": args.min_volume,
             "max_volume": args.max_volume,
             "clear_border": args.clear_border,
+            "downsample": args.downsample,
         },
         "cellpose_model": args.cellpose_model,
         "cellpose_diameter": args.cellpose_diameter,
@@ -172,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     pattern = check_pattern(rows, args.psnr_tolerance)
     print(f"wrote {args.out / 'report.md'}, {args.out / 'metrics.csv'} ({len(rows)} rows)")
-    print(pattern.lines[0])
+    for line in pattern.lines:
+        print(line)
     return 0
 
 

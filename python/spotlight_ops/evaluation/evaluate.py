@@ -1,16 +1,28 @@
 """``evaluate_models``: the paper's whole evaluation of virtual stains, in one call.
 
-For every volume and model: pixel metrics (whole volume and target foreground), FRC
-resolution, Otsu + watershed segmentation scored against the ground-truth nuclei (the
-given instance masks, else the segmentation of the real target), morphology distances of
-matched nuclei, and the threshold sweep. Writes ``metrics.csv``, PNG plots and
-``report.md`` to ``out_dir`` and returns the CSV rows.
+The protocol of the paper's appendix A.3, in order:
+
+1. targets into the units the models predict in (``target_norm``, default Otsu
+   standardization as in training) and predictions onto them (``rescale``, default none);
+2. with ground-truth masks, the segmentation's hyperparameters are tuned on the real
+   targets against the masks (:mod:`.tuning`), then frozen and applied unchanged to every
+   model's predictions (``tune_segmentation``, default: on when masks are given);
+3. for every volume and model: pixel metrics (whole volume and target foreground), FRC
+   resolution, Otsu + watershed segmentation scored against the ground-truth nuclei (the
+   given instance masks under the same border and size rules, else the segmentation of the
+   real target), morphology distances of matched nuclei, and the threshold sweep.
+
+Writes ``metrics.csv``, ``segmentation_search.csv`` (when tuned), PNG plots (slices of
+every prediction against its target among them) and ``report.md`` to ``out_dir`` and
+returns the CSV rows.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +32,10 @@ from ._validation import as_image
 from .cellpose_backend import cellpose_status
 from .instances import to_instances
 from .options import EvaluationOptions
-from .rescaling import rescale_to_target
+from .plots import plot_slices
+from .rescaling import normalize_target, rescale_to_target, training_target_range
 from .report import write_csv, write_report
+from .tuning import TuningResult, tune_segmentation
 from .sweep import intensity_histogram, threshold_intensity, threshold_prediction
 from .volume_metrics import build_reference, frc_row, prediction_row, segmentation_row
 
@@ -69,6 +83,33 @@ def _check_inputs(predictions, targets, instance_masks) -> tuple[list, list]:
     return targets, masks
 
 
+MICROSSIM_SLICE_PIXELS = 11  # the microssim package's Gaussian scoring window (sigma 1.5, truncated at 3.5)
+
+
+def _check_thin(targets: list[np.ndarray], names: tuple[str, ...]) -> None:
+    """Volumes too thin for a metric fail here, naming the volume, before any work."""
+    for i, (target, name) in enumerate(zip(targets, names)):
+        z, y, x = target.shape
+        if min(z, y, x) < 3:
+            raise ValueError(
+                f"targets[{i}] ({name}) has shape {target.shape}: SSIM needs at least 3 voxels along every axis"
+            )
+        if min(y, x) < MICROSSIM_SLICE_PIXELS:
+            raise ValueError(
+                f"targets[{i}] ({name}) has XY planes of {(y, x)}: MicroSSIM's per-slice convention needs at least "
+                f"{MICROSSIM_SLICE_PIXELS} x {MICROSSIM_SLICE_PIXELS} pixels"
+            )
+
+
+def _write_search(tuning: TuningResult, path: Path) -> Path:
+    columns = list(tuning.candidates[0])
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(tuning.candidates)
+    return path
+
+
 def _base(
     index: int, name: str, model: str, source: str, fraction: float = math.nan, intensity: float = math.nan
 ) -> dict:
@@ -94,8 +135,12 @@ def evaluate_models(
     ``instance_masks``: ground-truth nuclei per target (instance labels, or binary masks
     split by connected components), or None (or a list of None) to score segmentation
     against the target's own Otsu + watershed segmentation.
-    ``options`` are the fields of :class:`EvaluationOptions` (rescale, frc_bin_delta,
-    frc_threshold, segmentation, sweep_fractions, cellpose_model, volume_names, ...).
+    ``options`` are the fields of :class:`EvaluationOptions` (target_norm, rescale,
+    target_range, training_run, tune_segmentation, segmentation, frc_bin_delta,
+    frc_threshold, sweep_fractions, cellpose_model, volume_names, ...).
+    ``tune_segmentation``: True tunes the segmentation on the targets against the masks
+    (the paper's protocol), False uses ``segmentation`` as given, None (default) tunes when
+    masks are given.
     Returns one dict per (volume, model, threshold) with every number, the rows of
     ``out_dir/metrics.csv``; ``threshold_fraction`` is NaN for unthresholded predictions
     and model ``"target"`` rows describe the real target itself.
@@ -104,10 +149,27 @@ def evaluate_models(
     targets, masks = _check_inputs(predictions, targets, instance_masks)
     has_masks = masks[0] is not None
     opts = opts.with_names(len(targets))
+    _check_thin(targets, opts.volume_names)
+    tune = has_masks if opts.tune_segmentation is None else opts.tune_segmentation
+    if tune and not has_masks:
+        raise ValueError("tune_segmentation=True needs instance_masks: the segmentation is tuned against them")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with_cellpose, cellpose_message = cellpose_status(opts.cellpose_model)
     log.info(cellpose_message)
+    notes = [cellpose_message]
+
+    targets = [normalize_target(t, opts.target_norm, opts.smooth_threshold) for t in targets]
+    target_range = opts.target_range
+    if opts.training_run is not None:
+        target_range = training_target_range(opts.training_run, opts.target_norm)
+        notes.append(f"Combined training targets of {opts.training_run} span [{target_range[0]:.6g}, "
+                     f"{target_range[1]:.6g}] ({opts.target_norm} units): predictions min-max mapped there.")
+    tuning = None
+    if tune:
+        tuning = tune_segmentation(targets, masks, opts.segmentation, opts.iou_thresholds, opts.progress)
+        opts = replace(opts, segmentation=tuning.params)
+        _write_search(tuning, out_dir / "segmentation_search.csv")
 
     lo = min(float(t.min()) for t in targets)
     hi = max(float(t.max()) for t in targets)
@@ -118,8 +180,10 @@ def evaluate_models(
     rows: list[dict] = []
 
     volumes = tqdm(range(len(targets)), desc="evaluating volumes", unit="volume", disable=not opts.progress)
+    slices = []
     for i in volumes:
         target, name = targets[i], opts.volume_names[i]
+        shown = {}
         reference, target_labels = build_reference(target, masks[i], opts)
         histograms[TARGET] += intensity_histogram([target], edges)
         row = _base(i, name, TARGET, reference.source)
@@ -131,7 +195,8 @@ def evaluate_models(
         rows.append(row)
         for model, volumes_of_model in predictions.items():
             raw = as_image(f"predictions[{model!r}][{i}]", volumes_of_model[i], ndim=(3,))
-            prediction = rescale_to_target(raw, target, opts.rescale)
+            prediction = rescale_to_target(raw, target, opts.rescale, target_range)
+            shown[model] = prediction
             histograms[model] += intensity_histogram([prediction], edges)
             row = _base(i, name, model, reference.source)
             values, ap_curves = prediction_row(reference, prediction, opts, with_frc=True, with_cellpose=with_cellpose)
@@ -147,6 +212,8 @@ def evaluate_models(
                 )
                 row.update(values)
                 rows.append(row)
+        if opts.plots:
+            slices.append((name, plot_slices(target, shown, out_dir / f"slices_{i:02d}.png", name)))
 
     write_csv(rows, out_dir / "metrics.csv")
     write_report(
@@ -155,7 +222,9 @@ def evaluate_models(
         opts,
         curves=curves,
         histograms=(edges, histograms),
-        notes=[cellpose_message],
+        notes=notes,
         has_masks=has_masks,
+        tuning=tuning,
+        slices=slices,
     )
     return rows

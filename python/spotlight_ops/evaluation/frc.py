@@ -10,9 +10,11 @@ Koho et al. (2019)'s one-image FRC, as used here:
 3. Rings: with :math:`n = \min(h, w)` of the half images and spatial frequencies
    :math:`f_y, f_x` in cycles per half-image pixel (``numpy.fft.fftfreq``), a Fourier
    pixel lies at index radius :math:`r = n\sqrt{f_y^2 + f_x^2}`; ring ``k`` holds
-   :math:`k\,\delta \le r < (k+1)\,\delta` (:math:`\delta` = ``bin_delta``, default 5)
-   up to the Nyquist radius :math:`n/2`. Its frequency is the centre
-   :math:`(k + 1/2)\delta/n` cycles per half-image pixel.
+   :math:`k\,\delta \le r < \min((k+1)\,\delta, n/2)` (:math:`\delta` = ``bin_delta``,
+   default 5) up to the Nyquist radius :math:`n/2`: the last ring is partial when
+   :math:`\delta` does not divide :math:`n/2` (kept, so that small planes are measured up
+   to Nyquist). A ring's frequency is the centre of its radial extent,
+   :math:`(k\delta + \min((k+1)\delta, n/2)) / (2n)` cycles per half-image pixel.
 4. :math:`\mathrm{FRC}_k = \mathrm{Re}\sum_k F_A \overline{F_B} /
    \sqrt{\sum_k |F_A|^2 \sum_k |F_B|^2}`; for a volume the three sums are pooled over
    all planes (planes with more signal weigh more), giving one curve per volume.
@@ -24,9 +26,10 @@ Koho et al. (2019)'s one-image FRC, as used here:
    at :math:`f_c` cycles per half-image pixel. Resolution = :math:`2/f_c` original
    pixels (a half-image pixel is 2 original pixels) times ``pixel_size``.
 
-No crossing: ``resolution`` is NaN, ``crossed`` False and ``message`` says why (the curve
-stays above threshold to Nyquist: resolution at or finer than the 4-pixel sampling limit
-of the half images, or it starts below threshold: no correlated signal). Koho's
+No crossing: ``resolution`` is NaN, ``crossed`` False and ``message`` says why: the curve
+stays above threshold up to its last ring (the message gives that ring's centre in pixels:
+the resolution is finer than that, and nothing finer can be measured on these planes; the
+half images' Nyquist limit is 4 pixels), or it starts below threshold (no correlated signal). Koho's
 empirical calibration of the diagonal half-pixel shift between ``A`` and ``B`` is not
 applied, so values are comparable between models but slightly pessimistic in absolute terms.
 """
@@ -70,15 +73,20 @@ def _ring_index(shape: tuple[int, int], bin_delta: int) -> tuple[np.ndarray, int
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.fftfreq(shape[1])[None, :]
     radius = n * np.sqrt(fy**2 + fx**2)
-    rings = int((n / 2) // bin_delta)
+    rings = _rings(n, bin_delta)
     index = np.floor(radius / bin_delta).astype(np.int64)
-    index[(radius >= n / 2) | (index >= rings)] = -1
+    index[radius >= n / 2] = -1
     return index, rings, n
 
 
+def _rings(n: int, bin_delta: int) -> int:
+    """Rings of ``bin_delta`` (the last one possibly partial) from radius 0 to Nyquist ``n/2``."""
+    return int(np.ceil((n / 2) / bin_delta)) if n >= 2 else 0
+
+
 def ring_count(plane_shape: tuple[int, ...], bin_delta: int) -> int:
-    """How many FRC rings of ``bin_delta`` fit the half images of a ``(..., Y, X)`` plane."""
-    return int((min(plane_shape[-2] // 2, plane_shape[-1] // 2) / 2) // int(bin_delta))
+    """How many FRC rings of ``bin_delta`` (the last one possibly partial) fit a ``(..., Y, X)`` plane."""
+    return _rings(min(plane_shape[-2] // 2, plane_shape[-1] // 2), int(bin_delta))
 
 
 def half_bit_threshold(pixels_per_ring: np.ndarray) -> np.ndarray:
@@ -132,7 +140,9 @@ def frc_resolution(
     correlation = np.nan_to_num(correlation, nan=0.0)  # an all-zero ring correlates nothing
     pixels = np.bincount(index[valid], minlength=rings) * planes.shape[0]
     curve = half_bit_threshold(pixels) if threshold == "half-bit" else np.full(rings, 1.0 / 7.0)
-    frequencies_half = (np.arange(rings) + 0.5) * bin_delta / n  # cycles per half-image pixel
+    inner = np.arange(rings) * bin_delta
+    outer = np.minimum(inner + bin_delta, n / 2)
+    frequencies_half = (inner + outer) / (2.0 * n)  # ring centres, cycles per half-image pixel
     frequencies = frequencies_half / 2.0  # cycles per original pixel
     return _crossing(frequencies, correlation, curve, pixel_size)
 
@@ -144,9 +154,12 @@ def _crossing(frequencies: np.ndarray, correlation: np.ndarray, curve: np.ndarra
                          "FRC starts below the threshold: the two half images share no signal")
     below = np.nonzero(margin[1:] < 0)[0]
     if below.size == 0:
+        finest = pixel_size / frequencies[-1]
+        unit = "px" if pixel_size == 1 else "(pixel_size units)"
         return FRCResult(frequencies, correlation, curve, float("nan"), float("nan"), False,
-                         "FRC never crosses the threshold up to Nyquist: resolution at or finer than "
-                         "the sampling limit of the half images (4 pixels)")
+                         f"FRC stays above the threshold up to its last ring (centred at {finest:.3g} {unit}, "
+                         "next to the half images' Nyquist limit): resolution finer than that, not measurable "
+                         "on these planes")
     k = int(below[0]) + 1
     fraction = margin[k - 1] / (margin[k - 1] - margin[k])
     crossing = frequencies[k - 1] + fraction * (frequencies[k] - frequencies[k - 1])

@@ -11,7 +11,7 @@ from ._validation import positive
 from .frc import FRC_THRESHOLDS
 from .matching import IOU_THRESHOLDS
 from .pixel_metrics import ssim_window
-from .rescaling import check_rescale
+from .rescaling import check_range, check_rescale, check_target_norm
 from .segmentation import WatershedParams
 from .sweep import DEFAULT_FRACTIONS, check_fractions
 
@@ -20,7 +20,12 @@ from .sweep import DEFAULT_FRACTIONS, check_fractions
 class EvaluationOptions:
     """Every knob of the evaluation; the defaults are the conventions of docs/evaluation.md."""
 
-    rescale: str = "minmax"  # how predictions reach the target's scale (rescaling.py)
+    target_norm: str = "otsu"  # target units: Otsu-standardized as in training (rescaling.py), or "none"
+    smooth_threshold: bool = False  # Otsu T of the targets from their smoothed copy (as training can)
+    rescale: str = "none"  # how predictions reach the target's scale (rescaling.py)
+    target_range: tuple[float, float] | None = None  # rescale="range": the combined training targets' range
+    training_run: str | Path | None = None  # rescale="range": read target_range from this training run
+    tune_segmentation: bool | None = None  # None: tune on the targets when masks are given (tuning.py)
     otsu_bins: int = 256  # histogram bins of the target's Otsu threshold (foreground)
     ssim_win_size: int = 7
     bg_percentile: float = 3.0  # MicroSSIM background offset percentile
@@ -42,7 +47,18 @@ class EvaluationOptions:
     plots: bool = True
 
     def __post_init__(self) -> None:
+        check_target_norm(self.target_norm)
         check_rescale(self.rescale)
+        if self.target_range is not None:
+            object.__setattr__(self, "target_range", check_range(self.target_range))
+        if self.target_range is not None and self.training_run is not None:
+            raise ValueError("give target_range or training_run, not both")
+        if self.rescale == "range" and self.target_range is None and self.training_run is None:
+            raise ValueError("rescale='range' needs target_range=(lo, hi) or training_run=RUN_FOLDER")
+        if self.rescale != "range" and (self.target_range is not None or self.training_run is not None):
+            raise ValueError(f"target_range and training_run are for rescale='range', not {self.rescale!r}")
+        if self.tune_segmentation not in (None, True, False):
+            raise ValueError(f"tune_segmentation must be True, False or None (auto), got {self.tune_segmentation!r}")
         if int(self.otsu_bins) < 2:
             raise ValueError(f"otsu_bins must be at least 2, got {self.otsu_bins}")
         ssim_window((self.ssim_win_size,), self.ssim_win_size)

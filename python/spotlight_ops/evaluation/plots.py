@@ -139,3 +139,33 @@ def plot_sweep(rows: list[dict], path: Path) -> Path:
             axes.legend(fontsize=7)
     figure.savefig(path, dpi=110)
     return path
+
+
+def plot_slices(target: np.ndarray, predictions: dict[str, np.ndarray], path: Path, name: str = "") -> Path:
+    """XY and XZ planes of the target and every prediction, all in the target's display window.
+
+    The XY plane is the one where the target is brightest on average (the nuclei's middle),
+    the XZ plane the middle row; the window is the target's 0.5th to 99.8th percentile, so a
+    prediction brighter or darker than the target shows as such.
+    """
+    volumes = {"target": target, **predictions}
+    z = int(np.argmax(target.reshape(target.shape[0], -1).mean(axis=1)))
+    y = target.shape[1] // 2
+    lo, hi = (float(v) for v in np.percentile(target, [0.5, 99.8]))
+    hi = hi if hi > lo else lo + 1.0
+    aspect = target.shape[0] / target.shape[2]
+    figure = _figure(2, len(volumes), 3.0, 1.6 + 1.6 * max(aspect, 0.25))
+    grid = figure.add_gridspec(2, len(volumes), height_ratios=[target.shape[1], max(target.shape[0], 1)])
+    for column, (label, volume) in enumerate(volumes.items()):
+        for row, (plane, where) in enumerate(((volume[z], f"XY, z={z}"), (volume[:, y], f"XZ, y={y}"))):
+            axes = figure.add_subplot(grid[row, column])
+            axes.imshow(plane, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if row == 0:
+                axes.set_title(label, fontsize=9)
+            if column == 0:
+                axes.set_ylabel(where, fontsize=8)
+    figure.suptitle(f"{name}: window [{lo:.3g}, {hi:.3g}] (target's p0.5 to p99.8)", fontsize=9)
+    figure.savefig(path, dpi=90)
+    return path

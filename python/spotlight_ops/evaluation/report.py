@@ -20,6 +20,7 @@ TABLE_METRICS = (
     ("ssim_fg", "fg SSIM"),
     ("microssim", "MicroSSIM"),
     ("microssim_fg", "fg MicroSSIM"),
+    ("microssim_3d", "MicroSSIM 3D"),
     ("pearson", "r"),
     ("pearson_fg", "fg r"),
     ("frc_resolution", "FRC px"),
@@ -81,6 +82,40 @@ def _sweep_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def _protocol_lines(rows: list[dict], opts: EvaluationOptions, tuning, has_masks: bool) -> list[str]:
+    """What was done to the data before scoring, and the targets' own segmentation scores."""
+    units = {"otsu": "Otsu-standardized, `(Y - T) / std(Y)` (the units of training and `spotlight predict`)",
+             "none": "as given"}[opts.target_norm]
+    rescale = {"none": "used as given", "range": "min-max mapped to the combined training targets' range "
+               + (f"[{opts.target_range[0]:.6g}, {opts.target_range[1]:.6g}]" if opts.target_range else "(see Notes)"),
+               "minmax": "min-max mapped to each target's range", "affine": "least-squares affine fit to each target"}
+    params = opts.segmentation
+    lines = [f"- Targets: {units}.", f"- Predictions: {rescale[opts.rescale]} (`rescale={opts.rescale!r}`)."]
+    if tuning is not None:
+        lines.append(
+            "- Segmentation tuned on the targets against the masks (docs/evaluation.md, search grid in "
+            "[segmentation_search.csv](segmentation_search.csv)), then frozen for every prediction: "
+            f"{tuning.summary()}; targets' mean AP@0.5 {tuning.ap_first:.3f}, mean AP {tuning.mean_ap:.3f}."
+        )
+    else:
+        why = "tune_segmentation=False" if has_masks else "no masks to tune on"
+        lines.append(f"- Segmentation as given ({why}): clahe={params.clahe}, smoothing_sigma={params.smoothing_sigma:g}, "
+                     f"threshold_correction={params.threshold_correction:g}, footprint={params.footprint:g}, "
+                     f"clear_border={params.clear_border!r}, min_volume={params.min_volume}, "
+                     f"downsample={params.downsample}.")
+    lines.append(f"- Border and size rules (`clear_border={params.clear_border!r}`, `min_volume={params.min_volume}`) "
+                 "apply to the ground-truth nuclei and to every segmentation alike.")
+    target_rows = [r for r in rows if r["model"] == "target" and "mean_ap" in r]
+    if target_rows:
+        lines += ["", "The targets' own segmentation against the masks (the ceiling of every model):", "",
+                  "| volume | nuclei (masks) | nuclei found | AP@0.5 | AP@0.75 | mean AP |", "|---|---|---|---|---|---|"]
+        for r in target_rows:
+            lines.append(f"| {r['volume_name']} | {r.get('n_reference', '')} | {r['n_nuclei']} | "
+                         f"{_fmt(r.get('ap_0.50', math.nan))} | {_fmt(r.get('ap_0.75', math.nan))} | "
+                         f"{_fmt(r['mean_ap'])} |")
+    return lines
+
+
 def write_report(
     rows: list[dict],
     out_dir: Path,
@@ -89,6 +124,8 @@ def write_report(
     histograms: tuple[np.ndarray, dict],
     notes: list[str],
     has_masks: bool,
+    tuning=None,
+    slices: list | None = None,
 ) -> Path:
     """Writes the PNGs (when ``opts.plots``) and ``report.md`` linking them; returns its path."""
     out_dir = Path(out_dir)
@@ -106,6 +143,8 @@ def write_report(
         figures.append((title, plot_histograms(edges, counts, first_thresholds, out_dir / "histograms.png")))
         if opts.sweep_fractions:
             figures.append(("Threshold sweep (paper Figure 3)", plot_sweep(rows, out_dir / "sweep.png")))
+        for name, path in slices or []:
+            figures.append((f"Slices of {name}: every prediction against its target", path))
 
     pattern = check_pattern(rows, opts.psnr_tolerance_db)
     volumes = sorted({r["volume_name"] for r in rows})
@@ -124,6 +163,10 @@ def write_report(
         "## The paper's pattern",
         "",
         *[f"- {line}" if n else line for n, line in enumerate(pattern.lines)],
+        "",
+        "## Protocol",
+        "",
+        *_protocol_lines(rows, opts, tuning, has_masks),
         "",
         "## Summary (mean over volumes, unthresholded predictions)",
         "",
@@ -148,10 +191,11 @@ def write_report(
             + "; ".join(sorted({r['frc_message'] for r in no_cross}))
         )
     lines += [
-        "- Conventions (docs/evaluation.md): predictions rescaled to the target's range "
-        f"(`{opts.rescale}`), PSNR/SSIM data range = target max - min, foreground = target > Otsu "
-        f"threshold, FRC one-image checkerboard split with rings of {opts.frc_bin_delta} px and the "
-        f"{opts.frc_threshold} threshold, AP = TP/(TP+FP+FN) with Hungarian one-to-one matching.",
+        "- Conventions (docs/evaluation.md): PSNR/SSIM data range = target max - min, foreground = target > "
+        f"Otsu threshold, FRC one-image checkerboard split with rings of {opts.frc_bin_delta} px (the last "
+        f"one up to Nyquist) and the {opts.frc_threshold} threshold, MicroSSIM in the microssim package's "
+        "per-slice convention (`microssim`; the 3D-window variant is `microssim_3d`), "
+        "AP = TP/(TP+FP+FN) with Hungarian one-to-one matching.",
         "",
         "## Options",
         "",

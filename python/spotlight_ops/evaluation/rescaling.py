@@ -1,18 +1,38 @@
-r"""Putting a prediction on the target's intensity scale before pixel metrics.
+r"""Putting targets and predictions in the same units before pixel metrics.
 
-A virtual stain comes out in whatever units the network was trained in (z-scores,
-Otsu-standardized values, [0, 1]); the target is in camera counts. PSNR and SSIM
-need both on one scale and an explicit data range. The convention here:
+Two steps, both options of the evaluation:
 
-- ``"minmax"`` (default, the paper's "rescaled to the target's intensity range"):
-  :math:`P' = \min Y + (P - \min P)\,\frac{\max Y - \min Y}{\max P - \min P}`, so
-  ``P'`` spans exactly ``[min Y, max Y]``. A constant prediction maps to ``min Y``.
+**Target units** (``target_norm``):
+
+- ``"otsu"`` (default): each target is Otsu-standardized, :math:`(Y - T) / \mathrm{std}(Y)`
+  (SPEC 6), by the data pipeline's own preprocessing
+  (``spotlight_ops.data.preprocess.otsu_standardize_volume``; ``smooth_threshold`` takes T
+  from the smoothed copy, as training can). These are the units in which ``spotlight
+  train`` learns and ``spotlight predict`` writes its predictions, so predictions from this
+  package and raw targets become comparable without any rescaling of the predictions.
+  (An already standardized target is unchanged, up to rounding.)
+- ``"none"``: targets are used as given (camera counts, say).
+
+**Prediction rescaling** (``rescale``), onto the target scale:
+
+- ``"none"`` (default): ``P`` is used as given (it is in the targets' units already, as
+  with ``target_norm="otsu"`` and this package's predictions).
+- ``"range"`` (the paper's appendix A.3): every prediction is min-max mapped to the
+  range ``[lo, hi]`` of the *combined training targets*,
+  :math:`P' = lo + (P - \min P)\,(hi - lo) / (\max P - \min P)`; ``[lo, hi]`` is given
+  (``target_range``) or read from a training run (``training_run``: the run's manifest
+  targets, in the units of ``target_norm``).
+- ``"minmax"``: the same to each target's own range,
+  :math:`P' = \min Y + (P - \min P)\,\frac{\max Y - \min Y}{\max P - \min P}`.
+  It ties the prediction's darkest voxel to the target's, which punishes a model whose
+  background is free to be darker (Spotlight's is).
 - ``"affine"``: the least-squares fit :math:`P' = aP + b` minimising
   :math:`\sum (Y - aP - b)^2` over all voxels (a = cov(P, Y) / var(P)); the best any
   affine recalibration can do, useful to separate shape errors from scale errors.
-- ``"none"``: ``P`` is used as given (it must already be in target units).
 
-The data range used by PSNR and SSIM is always the target's: :math:`R = \max Y - \min Y`.
+A constant prediction maps to ``lo`` / ``min Y`` (``"range"``, ``"minmax"``) or to the
+target mean (``"affine"``). The data range used by PSNR and SSIM is always the target's:
+:math:`R = \max Y - \min Y`.
 """
 
 from __future__ import annotations
@@ -21,7 +41,67 @@ import numpy as np
 
 from ._validation import as_image, same_shape
 
-RESCALE_MODES = ("minmax", "affine", "none")
+RESCALE_MODES = ("none", "range", "minmax", "affine")
+TARGET_NORMS = ("otsu", "none")
+
+
+def check_target_norm(target_norm: str) -> str:
+    """Returns ``target_norm`` after checking it is one of :data:`TARGET_NORMS`."""
+    if target_norm not in TARGET_NORMS:
+        raise ValueError(f"target_norm must be one of {TARGET_NORMS}, got {target_norm!r}")
+    return target_norm
+
+
+def normalize_target(target: np.ndarray, target_norm: str = "otsu", smooth_threshold: bool = False) -> np.ndarray:
+    """The target in the evaluation's units (float64): Otsu-standardized by the data pipeline, or as given."""
+    check_target_norm(target_norm)
+    target = as_image("target", target)
+    if target_norm == "none":
+        return target
+    from ..data.preprocess import otsu_standardize_volume
+
+    return otsu_standardize_volume(target, smooth=bool(smooth_threshold)).astype(np.float64)
+
+
+def check_range(value) -> tuple[float, float]:
+    """``(lo, hi)`` as two finite floats with ``lo < hi``; an error names ``target_range``."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"target_range must be two numbers (lo, hi), got {value!r}") from err
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"target_range must be finite with lo < hi, got {(lo, hi)}")
+    return lo, hi
+
+
+def training_target_range(run_dir, target_norm: str = "otsu") -> tuple[float, float]:
+    """Min and max over the combined training targets of a ``spotlight train`` run folder.
+
+    Reads the run's ``config.yaml`` (``train_csv``, ``smooth_threshold``), then every target of
+    that manifest, normalized by ``target_norm`` as the evaluation normalizes its targets.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from ..data import read_manifest, read_volume
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"training_run: no config.yaml in {run_dir} (not a spotlight train run folder)")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    manifest = config.get("train_csv")
+    if not manifest:
+        raise ValueError(f"training_run: {config_path} names no train_csv")
+    manifest = Path(manifest)
+    if not manifest.is_absolute() and not manifest.is_file():
+        manifest = run_dir / manifest
+    lo, hi = np.inf, -np.inf
+    for row in read_manifest(manifest):
+        target = normalize_target(read_volume(row.target, "target"), target_norm, config.get("smooth_threshold", False))
+        lo, hi = min(lo, float(target.min())), max(hi, float(target.max()))
+    return check_range((lo, hi))
 
 
 def check_rescale(rescale: str) -> str:
@@ -40,14 +120,27 @@ def target_data_range(target: np.ndarray) -> float:
     return data_range
 
 
-def rescale_to_target(prediction: np.ndarray, target: np.ndarray, rescale: str = "minmax") -> np.ndarray:
-    """The prediction on the target's scale (float64), by the rule named in ``rescale``."""
+def rescale_to_target(
+    prediction: np.ndarray, target: np.ndarray, rescale: str = "none", target_range=None
+) -> np.ndarray:
+    """The prediction on the target's scale (float64), by the rule named in ``rescale``.
+
+    ``target_range``: ``(lo, hi)`` of the combined training targets, for ``rescale="range"``.
+    """
     check_rescale(rescale)
     target = as_image("target", target)
     prediction = as_image("prediction", prediction)
     same_shape("prediction", prediction, "target", target)
     if rescale == "none":
         return prediction.copy()
+    if rescale == "range":
+        if target_range is None:
+            raise ValueError("rescale='range' needs target_range=(lo, hi) or training_run=RUN_FOLDER")
+        lo, hi = check_range(target_range)
+        p_lo, p_hi = float(prediction.min()), float(prediction.max())
+        if p_hi == p_lo:
+            return np.full_like(target, lo)
+        return lo + (prediction - p_lo) * ((hi - lo) / (p_hi - p_lo))
     if rescale == "affine":
         centred = prediction - prediction.mean()
         variance = float(np.mean(centred**2))

@@ -14,12 +14,12 @@ from .cellpose_backend import segment_cellpose
 from .foreground import otsu_foreground
 from .frc import frc_resolution, ring_count
 from .matching import average_precision
-from .microssim import micro_ssim
+from .microssim import micro_ssim, micro_ssim_slices
 from .morphology import matched_cosine_distances, nucleus_features
 from .options import EvaluationOptions
-from .pixel_metrics import pearson, psnr, ssim
+from .pixel_metrics import pearson, psnr, ssim, ssim_window
 from .rescaling import target_data_range
-from .segmentation import segment_nuclei
+from .segmentation import finish_labels, segment_nuclei
 
 
 @dataclass
@@ -38,11 +38,19 @@ class Reference:
 def build_reference(
     target: np.ndarray, masks: np.ndarray | None, opts: EvaluationOptions
 ) -> tuple[Reference, np.ndarray]:
-    """The reference of a volume and the Otsu + watershed segmentation of its target."""
+    """The reference of a volume and the Otsu + watershed segmentation of its target.
+
+    Given masks go through the same border and size rules as every segmentation
+    (``clear_border``, ``min_volume``, ``max_volume``): ground truth and predictions are
+    treated alike, so a nucleus cut by the field of view counts in both or in neither.
+    """
     foreground, otsu = otsu_foreground(target, opts.otsu_bins)
     data_range = target_data_range(target)
     target_labels = segment_nuclei(target, opts.segmentation)
-    instances, source = (masks, "masks") if masks is not None else (target_labels, "target_segmentation")
+    if masks is not None:
+        instances, source = finish_labels(masks, opts.segmentation), "masks"
+    else:
+        instances, source = target_labels, "target_segmentation"
     features = nucleus_features(instances, target, opts.segmentation.spacing) if opts.morphology else None
     return Reference(target, foreground, otsu, data_range, instances, source, features), target_labels
 
@@ -50,7 +58,9 @@ def build_reference(
 def pixel_row(reference: Reference, prediction: np.ndarray, opts: EvaluationOptions) -> dict:
     """PSNR, SSIM, MicroSSIM and Pearson, whole volume and foreground (prediction on target scale)."""
     y, fg, data_range = reference.target, reference.foreground, reference.data_range
-    micro = micro_ssim(y, prediction, mask=fg, bg_percentile=opts.bg_percentile, win_size=opts.ssim_win_size)
+    window = ssim_window(y.shape, opts.ssim_win_size)  # a thin axis shrinks the window (at least 3)
+    micro = micro_ssim_slices(y, prediction, mask=fg, bg_percentile=opts.bg_percentile)
+    micro_3d = micro_ssim(y, prediction, mask=fg, bg_percentile=opts.bg_percentile, win_size=window)
     return {
         "psnr": psnr(y, prediction, data_range),
         "psnr_fg": psnr(y, prediction, data_range, mask=fg),
@@ -59,6 +69,9 @@ def pixel_row(reference: Reference, prediction: np.ndarray, opts: EvaluationOpti
         "microssim": micro.value,
         "microssim_fg": micro.foreground,
         "microssim_ri_factor": micro.ri_factor,
+        "microssim_3d": micro_3d.value,
+        "microssim_3d_fg": micro_3d.foreground,
+        "microssim_3d_ri_factor": micro_3d.ri_factor,
         "pearson": pearson(y, prediction),
         "pearson_fg": pearson(y, prediction, mask=fg),
     }
@@ -81,7 +94,12 @@ def segmentation_row(
     Returns the row and the AP curve (one AP per IoU threshold).
     """
     ap = average_precision(reference.instances, labels, opts.iou_thresholds)
-    row = {f"{prefix}n_nuclei": int(len(np.unique(labels)) - (labels == 0).any()), f"{prefix}mean_ap": ap["mean_ap"]}
+    def count(image: np.ndarray) -> int:
+        return int(len(np.unique(image)) - (image == 0).any())
+
+    row = {f"{prefix}n_nuclei": count(labels), f"{prefix}mean_ap": ap["mean_ap"]}
+    if not prefix:
+        row["n_reference"] = count(reference.instances)
     for i, t in enumerate(ap["thresholds"]):
         for key in ("ap", "precision", "recall", "f1"):
             row[f"{prefix}{key}_{t:.2f}"] = ap[key][i]

@@ -141,6 +141,10 @@ class CheckpointManager:
                 os.replace(staged, self.latest)
                 fault_point(f"renamed:{self.latest}")
                 fsync_dir(self.folder)
+            except OSError as err:  # name the checkpoint, not the temporary (removed below)
+                if err.errno is None:
+                    raise
+                raise type(err)(err.errno, err.strerror, str(self.latest)) from err
             finally:
                 staged.unlink(missing_ok=True)
                 promoted.unlink(missing_ok=True)

@@ -269,9 +269,13 @@ def write_yaml(config: TrainConfig, path: Union[str, Path]) -> None:
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[str, Any]] = None
-                           ) -> Optional[TrainConfig]:
-    """The config stored in the newest intact checkpoint of ``folder`` plus ``overrides``; None without one."""
+def stored_config_keys(folder: Union[str, Path]) -> set:
+    """The config keys stored in the newest intact checkpoint of ``folder`` (empty without one)."""
+    values = _checkpoint_config(folder)
+    return set(values[1]) if values else set()
+
+
+def _checkpoint_config(folder: Union[str, Path]) -> Optional[tuple]:
     from .checkpoint import CheckpointError, load_checkpoint
 
     for name in ("checkpoint_latest.pt", "checkpoint_last_good.pt"):
@@ -279,9 +283,18 @@ def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[st
         if not path.is_file():
             continue
         try:
-            values = dict(load_checkpoint(path)["config"])
-        except (CheckpointError, KeyError, TypeError):
+            return path, dict(load_checkpoint(path)["config"])
+        except (CheckpointError, KeyError, TypeError, ValueError):
             continue
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        return TrainConfig.from_dict(values, f"{path} (config)")
     return None
+
+
+def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[str, Any]] = None
+                           ) -> Optional[TrainConfig]:
+    """The config stored in the newest intact checkpoint of ``folder`` plus ``overrides``; None without one."""
+    found = _checkpoint_config(folder)
+    if found is None:
+        return None
+    path, values = found
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_dict(values, f"{path} (config)")

@@ -86,4 +86,10 @@ def test_add_parser_registers_the_subcommand():
     args = parser.parse_args(["evaluate", "--target", "t.tif", "--pred", "mse=a.tif", "--out", "o"])
     assert args.handler is cli.run and args.command == "evaluate"
     options = cli.options_from_args(args)
-    assert options["segmentation"]["clear_border"] == "xy" and options["rescale"] == "minmax"
+    assert options["segmentation"]["clear_border"] == "xy" and options["rescale"] == "none"
+    assert options["target_norm"] == "otsu" and options["tune_segmentation"] is None  # auto: on with masks
+    args = parser.parse_args(["evaluate", "--target", "t.tif", "--pred", "a.tif", "--out", "o", "--no-tune-segmentation",
+                              "--rescale", "range", "--target-range", "0", "7", "--downsample", "2"])
+    options = cli.options_from_args(args)
+    assert options["tune_segmentation"] is False and options["target_range"] == (0.0, 7.0)
+    assert options["segmentation"]["downsample"] == 2

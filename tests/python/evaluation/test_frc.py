@@ -61,7 +61,7 @@ def test_never_crossing_is_nan_with_a_message():
     identical_halves = np.kron(rng.normal(size=(64, 64)), np.ones((2, 2)))  # A == B exactly
     result = frc_resolution(identical_halves)
     assert not result.crossed and np.isnan(result.resolution) and np.isnan(result.crossing_frequency)
-    assert "never crosses" in result.message
+    assert "stays above the threshold up to its last ring" in result.message
     half = rng.normal(size=(64, 64))
     opposite = np.kron(half, [[1.0, 0.0], [0.0, 0.0]]) + np.kron(-half, [[0.0, 0.0], [0.0, 1.0]])
     result = frc_resolution(opposite)
@@ -103,5 +103,8 @@ def test_ring_count_matches_the_curve():
     from spotlight_ops.evaluation.frc import ring_count
 
     image = np.random.default_rng(7).normal(size=(3, 50, 64))
-    assert ring_count(image.shape, 5) == len(frc_resolution(image, bin_delta=5).frequencies) == 2
-    assert ring_count((16, 16), 5) == 0
+    # half images of 25 x 32: n = 25, Nyquist radius 12.5: rings [0, 5), [5, 10) and the partial [10, 12.5)
+    result = frc_resolution(image, bin_delta=5)
+    assert ring_count(image.shape, 5) == len(result.frequencies) == 3
+    np.testing.assert_allclose(result.frequencies, np.array([2.5, 7.5, 11.25]) / 25 / 2)
+    assert ring_count((16, 16), 5) == 1  # one partial ring: not enough for a curve (at least 2)
