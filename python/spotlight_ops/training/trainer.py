@@ -275,7 +275,8 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                   ) -> TrainResult:
     manager = CheckpointManager(run_dir / "checkpoints")
     if ctx.is_main:
-        remove_temporaries(run_dir)  # left by a process killed while writing config.yaml, log.csv, model.pt
+        for folder in (run_dir, manager.folder):  # left by a process killed while writing one of its files
+            remove_temporaries(folder)
 
     payload = None
     if resume:
