@@ -79,7 +79,7 @@ def fractions(records: dict, path: Path) -> None:
         h = r["held_out"]
         axes[0].plot(h["it"], 100 * np.asarray(h["fg_pred"]), marker=".", lw=1.2, label=name)
         axes[1].plot(h["it"], h["bg_mean"], marker=".", lw=1.2, label=name)
-        target = r
+        target = r if "held_out_target_fg" in r else target
     if target is not None:
         axes[0].axhline(100 * target["held_out_target_fg"], color="k", ls="--", lw=1, label="target")
         axes[1].axhline(target["held_out_target_bg_mean"], color="k", ls="--", lw=1, label="target")
@@ -90,6 +90,15 @@ def fractions(records: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def experiment_record(path: Path, last: int = 300) -> dict:
+    """A run's ``heldout.json`` of benchmarks/real_data_experiment.py up to iteration ``last``, as a study
+    record's held-out part."""
+    curve = {int(k): v for k, v in json.loads(path.read_text()).items()}
+    its = [i for i in sorted(curve) if i <= last]
+    return {"held_out": {"it": its, "fg_pred": [curve[i]["fg_fraction"] for i in its],
+                         "bg_mean": [curve[i]["bg_mean"] for i in its]}}
 
 
 def table(records: dict, iterations=(50, 100, 150, 200, 250, 300)) -> str:
@@ -118,7 +127,7 @@ def main() -> None:
         chosen = {}
         for pair in args.curves:
             label, stem = pair.split("=", 1)
-            chosen[label] = records[stem]
+            chosen[label] = records[stem] if stem in records else experiment_record(Path(stem))
         fractions(chosen, args.out / "fractions.png")
     print(table(records))
 

@@ -70,6 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     os.environ.setdefault("MPLBACKEND", "Agg")  # headless: reports are files (no matplotlib import here)
     command = _command_in(argv)
+    if command == "train":
+        from .training.cli import legacy_switches
+
+        argv = legacy_switches(argv)
     parser = build_parser(only=command or "")
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -10,7 +10,10 @@ the target, ``P`` the prediction, ``T`` a per-sample threshold.
 * ``MMSE = sum(M (Y - P)^2) / D`` (D = sum(M), or the voxel count), 0 when D = 0.
 * ``Dice = 1 - 2 sum(S M) / (sum(S) + sum(M) + eps)``.
 * ``loss = lam MMSE + (1 - lam) Dice``, pooled per ``reduction``: ``"batch"`` (one pool
-  of every voxel: one scalar), ``"mean"`` (mean of per-sample losses) or ``"none"`` (``[N]``).
+  of every voxel: one scalar), ``"mean"`` / ``"sum"`` (of per-sample losses) or ``"none"`` (``[N]``).
+* The published variants (SPEC 11, docs/variants.md) are options of ``loss``: ``soft_mask``,
+  ``mask_rule``, ``mask``, ``dice_denominator``, ``empty_pools``, ``per_channel``; ``loss_preset``
+  and ``SpotlightLoss.from_preset`` name the published sets ("spotlight", "authors", "viscy").
 
 Every function validates its arguments up front and raises ``ValueError`` or
 ``TypeError`` naming the offending argument.
@@ -63,7 +66,8 @@ def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
     """``sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1)``, k in (-1, 1).
 
     Odd, ``sigma_k(+-1) = +-1``; negative k makes a steep step at 0. Its gradient is
-    ``(1 - k^2) / (k - 2k|x| + 1)^2`` inside (-1, 1) and 0 outside.
+    ``(1 - k^2) / (k - 2k|x| + 1)^2`` inside (-1, 1) and 0 outside; differentiable again
+    (second derivatives under ``create_graph=True``).
     """
     _dense(("x", x))
     return torch.ops.spotlight.tunable_sigmoid(x, k)

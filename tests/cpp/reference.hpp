@@ -59,6 +59,49 @@ inline double loss_of(const Terms& r, double voxels, double lam, double eps, boo
   return lam * mmse + (1 - lam) * dice;
 }
 
+// The published variants (SPEC section 11), per pool, from their formulas.
+struct Variant {
+  int soft_mask = 0;  // 0 clamped, 1 unclamped (authors), 2 VisCy
+  bool greater_equal = false, squared = false, viscy_pools = false, fg_norm = true;
+  const bool* mask = nullptr;
+};
+
+inline double variant_soft(double x, double k, int soft_mask) {
+  if (soft_mask == 0) return 0.5 * (1 + sigmoid(x, k));
+  const double raw = (x - k * x) / (k - 2 * k * std::abs(x) + 1);
+  return soft_mask == 1 ? 0.5 * (1 + raw) : std::clamp(raw, 0.0, 1.0);
+}
+
+struct PoolValue {
+  double mse = 0, dice = 0, counts = 1;  // counts: 0 for a Dice that VisCy's policy leaves out
+};
+
+// One pool: elements [begin, end) of p, y, threshold t.
+inline PoolValue variant_pool(const double* p, const double* y, std::int64_t begin, std::int64_t end, double t,
+                              double k, double eps, const Variant& v) {
+  double fg = 0, se = 0, se_all = 0, soft = 0, soft_fg = 0;
+  for (std::int64_t i = begin; i < end; ++i) {
+    const bool m = v.mask ? v.mask[i] : (v.greater_equal ? y[i] >= t : y[i] > t);
+    const double s = variant_soft(p[i] - t, k, v.soft_mask);
+    const double e = (y[i] - p[i]) * (y[i] - p[i]);
+    fg += m;
+    se += m ? e : 0;
+    se_all += e;
+    soft += v.squared ? s * s : s;
+    soft_fg += m ? s : 0;
+  }
+  const double n = static_cast<double>(end - begin), d = v.fg_norm ? fg : n;
+  PoolValue r;
+  if (!v.viscy_pools) {
+    r.mse = d > 0 ? se / d : 0;
+  } else {
+    r.mse = fg > 0 ? se / (d + eps) : se_all / n;
+    r.counts = (fg > 0 && fg < n) ? 1 : 0;
+  }
+  r.dice = 1 - 2 * soft_fg / (soft + fg + eps);
+  return r;
+}
+
 inline std::vector<double> random_volume(std::int64_t n, unsigned seed, double fg_fraction = 0.1) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> noise(0.0, 0.1);

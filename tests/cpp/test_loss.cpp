@@ -132,6 +132,97 @@ TEST(Loss, BackwardMatchesCentralDifferences) {
   }
 }
 
+// The variants' outputs by the reference: reduction over the pools of b (one per sample).
+std::vector<double> variant_reference(const Batch& b, double t, const LossOptions& o, const ref::Variant& v) {
+  const auto pool = [&](std::int64_t begin, std::int64_t end) {
+    return ref::variant_pool(b.pred.data(), b.target.data(), begin, end, t, o.k, o.eps, v);
+  };
+  const auto value = [&](const ref::PoolValue& r) { return o.lam * r.mse + (1 - o.lam) * r.counts * r.dice; };
+  if (o.reduction == Reduction::kBatch) return {value(pool(0, b.samples * b.voxels))};
+  std::vector<double> out;
+  double mse = 0, dice = 0, counted = 0, sum = 0;
+  for (std::int64_t s = 0; s < b.samples; ++s) {
+    const ref::PoolValue r = pool(s * b.voxels, (s + 1) * b.voxels);
+    out.push_back(value(r));
+    sum += out.back();
+    mse += r.mse, dice += r.counts * r.dice, counted += r.counts;
+  }
+  if (o.reduction == Reduction::kNone) return out;
+  if (o.reduction == Reduction::kSum) return {sum};
+  if (v.viscy_pools) return {o.lam * mse / b.samples + (1 - o.lam) * (counted > 0 ? dice / counted : 0.0)};
+  return {sum / b.samples};
+}
+
+TEST(Variants, ForwardAndBackwardMatchReference) {
+  Batch b = make_batch(3, 200, 17);
+  for (auto& y : b.target) y = std::round(y * 4) / 4;            // ties at T
+  for (std::int64_t i = 0; i < b.voxels; ++i) b.target[i] = -1;  // sample 0: no foreground
+  std::vector<char> mask_bytes(b.pred.size());
+  for (size_t i = 0; i < mask_bytes.size(); ++i) mask_bytes[i] = (i * 7919) % 5 < 2;
+  const bool* given = reinterpret_cast<const bool*>(mask_bytes.data());
+  const double t = 0.25;
+  int cases = 0;
+  for (int soft_mask = 0; soft_mask < 3; ++soft_mask)
+    for (int rest = 0; rest < 8; ++rest)
+      for (auto red : {Reduction::kBatch, Reduction::kMean, Reduction::kSum, Reduction::kNone}) {
+        LossOptions o;
+        o.k = -0.9;
+        o.lam = 0.4;
+        o.reduction = red;
+        o.soft_mask = static_cast<spotlight::SoftMask>(soft_mask);
+        o.mask_rule = rest & 1 ? spotlight::MaskRule::kGreaterEqual : spotlight::MaskRule::kGreater;
+        o.dice_denominator = rest & 2 ? spotlight::DiceDenominator::kSquared : spotlight::DiceDenominator::kLinear;
+        o.empty_pools = rest & 4 ? spotlight::EmptyPools::kViscy : spotlight::EmptyPools::kSpotlight;
+        o.mask = (soft_mask + rest) % 3 == 0 ? given : nullptr;
+        ref::Variant v{soft_mask, (rest & 1) != 0, (rest & 2) != 0, (rest & 4) != 0, true, o.mask};
+        const std::vector<double> thr(b.samples, t);
+        std::vector<double> loss(b.samples);
+        const auto st = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, thr.data(), o,
+                                         loss.data(), sc::ThreadExecutor(2));
+        const auto expected = variant_reference(b, t, o, v);
+        for (size_t i = 0; i < expected.size(); ++i)
+          EXPECT_NEAR(loss[i], expected[i], 1e-13 * std::abs(expected[i])) << soft_mask << " " << rest;
+        const std::vector<double> w = red == Reduction::kNone ? std::vector<double>{0.7, -1.3, 0.4}
+                                                              : std::vector<double>{1.0};
+        std::vector<double> gp(b.pred.size()), gt(b.pred.size());
+        sc::loss_backward(b.pred.data(), b.target.data(), b.samples, b.voxels, st, o, w.data(), gp.data(),
+                          gt.data());
+        auto objective = [&](const std::vector<double>& p, const std::vector<double>& y) {
+          const auto l = variant_reference(Batch{b.samples, b.voxels, p, y}, t, o, v);
+          double value = 0;
+          for (size_t i = 0; i < l.size(); ++i) value += w[i] * l[i];
+          return value;
+        };
+        for (size_t i = 0; i < b.pred.size(); i += 23) {
+          const double x = b.pred[i] - t, h = 1e-7;
+          if (std::abs(std::abs(x) - 1) < 1e-5 || std::abs(x) < 1e-5) continue;  // kinks
+          auto p1 = b.pred, p2 = b.pred;
+          p1[i] += h;
+          p2[i] -= h;
+          const double fd = (objective(p1, b.target) - objective(p2, b.target)) / (2 * h);
+          EXPECT_NEAR(gp[i], fd, 1e-6 * std::max(1.0, std::abs(fd))) << soft_mask << " " << rest << " i=" << i;
+          auto y1 = b.target, y2 = b.target;  // the MMSE term, the mask held (Y off the 0.25 grid by h only)
+          y1[i] += h;
+          y2[i] -= h;
+          const double fd_y = (objective(b.pred, y1) - objective(b.pred, y2)) / (2 * h);
+          if (b.target[i] != t) EXPECT_NEAR(gt[i], fd_y, 1e-6 * std::max(1.0, std::abs(fd_y))) << "i=" << i;
+        }
+        ++cases;
+      }
+  EXPECT_EQ(cases, 96);
+}
+
+TEST(Variants, UnclampedSoftMasksRejectPositiveK) {
+  LossOptions o;
+  o.k = 0.5;
+  o.soft_mask = spotlight::SoftMask::kUnclamped;
+  EXPECT_THROW(o.validate(), spotlight::Error);
+  o.soft_mask = spotlight::SoftMask::kViscy;
+  EXPECT_THROW(o.validate(), spotlight::Error);
+  o.soft_mask = spotlight::SoftMask::kClamped;
+  EXPECT_NO_THROW(o.validate());
+}
+
 TEST(Loss, NaNPoisonsOnlyItsPoolWithGivenThreshold) {
   Batch b = make_batch(2, 100, 17);
   b.pred[5] = std::numeric_limits<double>::quiet_NaN();
@@ -190,8 +281,13 @@ TEST(Loss, InvalidOptionsThrowNamingTheArgument) {
   EXPECT_THROW(sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out), spotlight::Error);
   EXPECT_THROW(sc::loss_forward(&p, &y, 0, 1, static_cast<const double*>(nullptr), LossOptions{}, &out),
                spotlight::Error);
-  EXPECT_THROW(spotlight::parse_reduction("sum"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_reduction("max"), spotlight::Error);
+  EXPECT_EQ(spotlight::parse_reduction("sum"), Reduction::kSum);
   EXPECT_THROW(spotlight::parse_mse_normalization("bg"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_soft_mask("hard"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_mask_rule(">="), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_dice_denominator("cubic"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_empty_pools("monai"), spotlight::Error);
 }
 
 // The C++ API checks its arguments like the ops do: spotlight::Error naming

@@ -460,3 +460,14 @@ def test_progress_flags_are_the_same_everywhere(dataset, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", *base, "--iterations", "2", "--resume", "--progress", "false"]) == 0
     assert "'--progress false' is deprecated; write --no-progress" in capsys.readouterr().err
+
+
+def test_temporaries_of_a_killed_first_run_are_removed(dataset, tmp_path, reference):
+    """A kill during the very first checkpoint leaves a folder without checkpoints: a fresh start (no
+    --resume needed) cleans up what the killed writes left."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / ".checkpoint_latest.pt.tmp-999").write_bytes(b"half a checkpoint")
+    (run / ".config.yaml.tmp-999").write_text("train_csv: x")
+    train(tiny_config(dataset["train"], run, iterations=ITERATIONS, checkpoint_every=EVERY))
+    assert_complete_and_exact(run, reference)

@@ -161,3 +161,16 @@ def test_fake_kernel_shapes_of_the_variants():
         fwd = torch.ops.spotlight._loss_forward(p, p, None, 0.5, -0.95, 1e-6, 256, "foreground", "none",
                                                 per_channel=True)
         assert fwd[1].shape == (6,) and fwd[2].shape == (6, 6)
+
+
+def test_tunable_sigmoid_second_derivative_is_correct():
+    gen = torch.Generator().manual_seed(4)
+    # Away from 0 (the kink of |x|) and +-1 (the clamp); some outside [-1, 1].
+    x = (0.1 + 0.8 * torch.rand(40, dtype=torch.float64, generator=gen)) * torch.where(
+        torch.rand(40, generator=gen) > 0.5, 1.0, -1.0)
+    x = torch.cat([x, torch.tensor([-1.5, 1.7], dtype=torch.float64)]).requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda v: so.tunable_sigmoid(v, -0.8), (x,))
+    # Values of the first derivative under create_graph are the kernel's.
+    (g,) = torch.autograd.grad(so.tunable_sigmoid(x, -0.8).sum(), x, create_graph=True)
+    (g_plain,) = torch.autograd.grad(so.tunable_sigmoid(x, -0.8).sum(), x)
+    torch.testing.assert_close(g.detach(), g_plain, rtol=1e-14, atol=0)

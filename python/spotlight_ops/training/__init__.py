@@ -5,7 +5,8 @@
 
 from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_atomic
 from .config import TrainConfig, build_config
-from .trainer import TrainResult, make_criterion, train
+from .runfiles import RunLockedError
+from .trainer import Stopped, TrainResult, make_criterion, train
 
-__all__ = ["CheckpointError", "CheckpointManager", "TrainConfig", "TrainResult", "build_config", "load_checkpoint",
-           "make_criterion", "save_atomic", "train"]
+__all__ = ["CheckpointError", "CheckpointManager", "RunLockedError", "Stopped", "TrainConfig", "TrainResult",
+           "build_config", "load_checkpoint", "make_criterion", "save_atomic", "train"]

@@ -25,31 +25,31 @@ def _auto_bool(text: str):
     return "auto" if text.strip().lower() == "auto" else _bool(text)
 
 
-class SwitchAction(argparse.Action):
-    """``--progress`` / ``--no-progress``, as on every spotlight command; the older ``--progress false``
-    still works and says it is deprecated."""
+SWITCHES = ("--progress", "--smooth-threshold", "--deterministic", "--sync-batchnorm")
 
-    def __init__(self, option_strings, dest, **kwargs):
-        names = list(option_strings)
-        names += [f"--no-{name[2:]}" for name in option_strings if name.startswith("--")]
-        super().__init__(names, dest, nargs="?", metavar="", **kwargs)
 
-    def __call__(self, parser, namespace, value, option_string=None):
-        if option_string.startswith("--no-"):
-            if value is not None:
-                parser.error(f"{option_string} takes no value")
-            setattr(namespace, self.dest, False)
-            return
-        if value is None:
-            setattr(namespace, self.dest, True)
-            return
-        try:
+def legacy_switches(argv: list) -> list:
+    """``--progress false`` (the older form) as ``--no-progress``, with a deprecation warning; the
+    switches are ``--X`` / ``--no-X`` as on every spotlight command."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, value = token.partition("=")
+        if name in SWITCHES and not eq and i + 1 < len(argv):
+            value = argv[i + 1]
+        if name in SWITCHES and value.strip().lower() in _WORDS:
             flag = _bool(value)
-        except argparse.ArgumentTypeError as err:
-            parser.error(f"argument {option_string}: {err}")
-        print(f"WARNING: '{option_string} {value}' is deprecated; write "
-              f"{option_string if flag else '--no-' + option_string[2:]}", file=sys.stderr)
-        setattr(namespace, self.dest, flag)
+            new = name if flag else f"--no-{name[2:]}"
+            print(f"WARNING: '{name} {value}' is deprecated; write {new}", file=sys.stderr)
+            out.append(new)
+            i += 1 if eq else 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+_WORDS = ("1", "true", "yes", "on", "0", "false", "no", "off")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -88,7 +88,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="voxel size after resampling (default: the smallest of --voxel-size)")
     p.add_argument("--target-norm", dest="target_norm", choices=["otsu", "zscore"],
                    help="target standardization (default otsu: (x - T) / std)")
-    p.add_argument("--smooth-threshold", dest="smooth_threshold", action=SwitchAction,
+    p.add_argument("--smooth-threshold", dest="smooth_threshold", action=argparse.BooleanOptionalAction,
                    help="choose Otsu T on a median(5)+Gaussian(5) smoothed copy (default false)")
     p.add_argument("--crop-multiple", dest="crop_multiple", type=int, help="crop volumes to a multiple (default 16)")
     p.add_argument("--min-foreground-fraction", dest="min_foreground_fraction", type=float,
@@ -97,16 +97,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--amp", type=_auto_bool, help="mixed precision on CUDA: auto, true, false (default auto)")
     p.add_argument("--amp-dtype", dest="amp_dtype", choices=["bfloat16", "float16"], help="autocast dtype")
-    p.add_argument("--deterministic", action=SwitchAction, help="use deterministic algorithms (default false)")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction,
+                   help="use deterministic algorithms (default false)")
     p.add_argument("--num-threads", dest="num_threads", type=int, help="torch CPU threads")
-    p.add_argument("--sync-batchnorm", dest="sync_batchnorm", action=SwitchAction, help="SyncBatchNorm under DDP")
+    p.add_argument("--sync-batchnorm", dest="sync_batchnorm", action=argparse.BooleanOptionalAction,
+                   help="SyncBatchNorm under DDP")
     p.add_argument("--lr-schedule", dest="lr_schedule", choices=["constant", "cosine"],
                    help=f"learning-rate schedule after the warm-up (default {d.lr_schedule}, the paper's)")
     p.add_argument("--warmup-iterations", dest="warmup_iterations", type=int,
                    help=f"iterations of linear warm-up from 0 to --lr (default {d.warmup_iterations})")
     p.add_argument("--min-lr", dest="min_lr", type=float,
                    help=f"learning rate at the end of the cosine schedule (default {d.min_lr})")
-    p.add_argument("--progress", action=SwitchAction, help="show a progress bar (default: shown)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show a progress bar (default: shown)")
     p.add_argument("--tensorboard", type=_auto_bool, help="TensorBoard logging: auto, true, false")
     p.add_argument("--val-csv", dest="val_csv", help="manifest of held-out validation pairs")
     p.add_argument("--val-fraction", dest="val_fraction", type=float,

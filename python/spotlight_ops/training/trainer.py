@@ -40,7 +40,7 @@ from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
 from .log import LossLog, read_log
 from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
-from .runfiles import RunLock, remove_temporaries
+from .runfiles import RunLock, RunLockedError, remove_temporaries
 from .schedule import learning_rate
 from . import validation as V
 
@@ -233,8 +233,15 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     elif config.num_threads:
         torch.set_num_threads(config.num_threads)
     lock = RunLock(run_dir)
+    refused = None
     if ctx.is_main:
-        lock.acquire()  # before anything in the folder is read or written; the kernel frees it if we die
+        try:
+            lock.acquire()  # before anything in the folder is read or written; the kernel frees it if we die
+        except (OSError, RunLockedError) as err:  # every process stops, none waits for rank 0
+            refused = err
+    refused = D.broadcast_object(refused, ctx)
+    if refused is not None:
+        raise refused
     try:
         return _train_locked(config, resume, on_iteration, ctx, run_dir)
     finally:
@@ -268,7 +275,8 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                   ) -> TrainResult:
     manager = CheckpointManager(run_dir / "checkpoints")
     if ctx.is_main:
-        remove_temporaries(run_dir)  # left by a process killed while writing config.yaml, log.csv, model.pt
+        for folder in (run_dir, manager.folder):  # left by a process killed while writing one of its files
+            remove_temporaries(folder)
 
     payload = None
     if resume:
