@@ -125,7 +125,10 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
   constexpr int kThreads = Policy::kBlockThreads;
   const index_t task = blockIdx.x, s = grid.sample_of(task);
 
-  // Every thread derives the same coefficients (no shared memory, no sync).
+  // Every block derives the same coefficients: a small batch re-pools the N
+  // samples' sums in each block (a block reduction), a large one reads
+  // batch_coefficients_kernel's output (needs_batch_coefficients_kernel; the
+  // cost of the re-pooling is estimated in docs/cuda.md).
   GradCoefficients c;
   if (params.reduction == Reduction::kBatch && batch_coefficients == nullptr) {
     const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
