@@ -88,6 +88,17 @@ def prepare_signal(volume: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return preprocess.standardize(preprocess.resample(volume, config.factors()))
 
 
+def checked_threshold(target: np.ndarray, config, path) -> tuple[float, float]:
+    """The target's Otsu threshold and foreground fraction; a DataError naming ``path`` when too
+    little lies above the threshold."""
+    threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
+    foreground_fraction = float(np.count_nonzero(target > threshold)) / target.size
+    if foreground_fraction < config.min_foreground_fraction or foreground_fraction == 0.0:
+        raise DataError(path, f"too little foreground: {100 * foreground_fraction:.4f}% of voxels above the "
+                              f"Otsu threshold, need at least {100 * config.min_foreground_fraction:.4f}%")
+    return threshold, foreground_fraction
+
+
 def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
     """Reads, checks and preprocesses one manifest row."""
     signal = read_volume(row.signal, "signal")
@@ -104,11 +115,7 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
     factors = config.factors()
     signal = prepare_signal(signal, config)
     target = preprocess.resample(target, factors)
-    threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
-    foreground_fraction = float(np.count_nonzero(target > threshold)) / target.size
-    if foreground_fraction < config.min_foreground_fraction or foreground_fraction == 0.0:
-        raise DataError(row.target, f"too little foreground: {100 * foreground_fraction:.4f}% of voxels above the "
-                                    f"Otsu threshold, need at least {100 * config.min_foreground_fraction:.4f}%")
+    threshold, foreground_fraction = checked_threshold(target, config, row.target)
     if config.target_norm == "otsu":
         target = preprocess.otsu_standardize_volume(target, smooth=config.smooth_threshold)
         foreground = target > 0
@@ -170,11 +177,7 @@ def volume_stats(row: ManifestRow, config: PreprocessConfig) -> dict:
     signal_mean, signal_std = float(signal.mean()), float(signal.std())
     del signal
     target = preprocess.resample(target, factors)
-    threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
-    foreground_fraction = float(np.count_nonzero(target > threshold)) / target.size
-    if foreground_fraction < config.min_foreground_fraction or foreground_fraction == 0.0:
-        raise DataError(row.target, f"too little foreground: {100 * foreground_fraction:.4f}% of voxels above the "
-                                    f"Otsu threshold, need at least {100 * config.min_foreground_fraction:.4f}%")
+    threshold, foreground_fraction = checked_threshold(target, config, row.target)
     shape = target.shape
     box = preprocess.crop_box(shape, config.crop_multiple)
     if any(b.stop - b.start == 0 for b in box):

@@ -167,18 +167,24 @@ def split_touching(mask: np.ndarray, params: WatershedParams, distance: np.ndarr
     return watershed(-distance, markers, mask=mask)
 
 
-def clear_border_labels(labels: np.ndarray, mode: str) -> np.ndarray:
-    """Step 7: zero the instances that touch the chosen faces of the volume."""
-    if mode not in CLEAR_BORDER_MODES:
-        raise ValueError(f"clear_border must be one of {CLEAR_BORDER_MODES}, got {mode!r}")
+def border_labels(labels: np.ndarray, mode: str) -> set:
+    """The instance ids touching the faces ``mode`` names: none, the YX faces ("xy") or all."""
     if mode == "none":
-        return labels
+        return set()
     axes = range(labels.ndim) if mode == "all" else range(labels.ndim - 2, labels.ndim)
     touching = set()
     for axis in axes:
         for index in (0, labels.shape[axis] - 1):
             touching.update(np.unique(np.take(labels, index, axis=axis)).tolist())
     touching.discard(0)
+    return touching
+
+
+def clear_border_labels(labels: np.ndarray, mode: str) -> np.ndarray:
+    """Step 7: zero the instances that touch the chosen faces of the volume."""
+    if mode not in CLEAR_BORDER_MODES:
+        raise ValueError(f"clear_border must be one of {CLEAR_BORDER_MODES}, got {mode!r}")
+    touching = border_labels(labels, mode)
     if not touching:
         return labels
     out = labels.copy()

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from .matching import IOU_THRESHOLDS, iou_matrix, match_at
 from .segmentation import (
+    border_labels,
     WatershedParams,
     downsampled,
     enhance,
@@ -78,18 +79,6 @@ class TuningResult:
             f"footprint={p.footprint:g}, clear_border={p.clear_border!r}, min_volume={p.min_volume}, "
             f"downsample={p.downsample}"
         )
-
-
-def _border_labels(labels: np.ndarray, mode: str) -> set:
-    if mode == "none":
-        return set()
-    axes = range(labels.ndim) if mode == "all" else range(labels.ndim - 2, labels.ndim)
-    touching = set()
-    for axis in axes:
-        for index in (0, labels.shape[axis] - 1):
-            touching.update(np.unique(np.take(labels, index, axis=axis)).tolist())
-    touching.discard(0)
-    return touching
 
 
 def _nucleus_scale(masks: list[np.ndarray], spacing: tuple) -> tuple[float, float]:
@@ -154,7 +143,7 @@ def tune_segmentation(
         small = downsampled(np.asarray(target, dtype=np.float64), base.downsample)
         sizes = np.bincount(truth.ravel())
         volumes.append({"small": small, "truth": truth, "images": {},
-                        "true_border": {mode: _border_labels(truth, mode) for mode in BORDER_MODES},
+                        "true_border": {mode: border_labels(truth, mode) for mode in BORDER_MODES},
                         "true_sizes": sizes[np.unique(truth[truth > 0])] if truth.any() else np.zeros(0, np.int64)})
 
     def score(e: int, c: int, fs: list[int]) -> None:
@@ -177,7 +166,7 @@ def tune_segmentation(
                 sizes = np.bincount(labels.ravel(), minlength=int(labels.max()) + 1)[pred_ids]
                 for b, mode in enumerate(BORDER_MODES):
                     true_inside = ~np.isin(true_ids, list(vol["true_border"][mode]))
-                    pred_inside = ~np.isin(pred_ids, list(_border_labels(labels, mode)))
+                    pred_inside = ~np.isin(pred_ids, list(border_labels(labels, mode)))
                     for m, min_volume in enumerate(min_volumes):
                         # the same border and size rules for ground truth and segmentation
                         keep_true = true_inside & _size_ok(vol["true_sizes"], min_volume, base.max_volume)
