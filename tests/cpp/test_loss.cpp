@@ -86,6 +86,30 @@ INSTANTIATE_TEST_SUITE_P(All, LossReductions,
                                             ::testing::Values(spotlight::MseNormalization::kForeground,
                                                               spotlight::MseNormalization::kAll)));
 
+// A target spanning more than DBL_MAX (hi - lo overflows): the loss's Otsu
+// thresholds are finite and those of otsu_thresholds, in the whole-sample
+// fused path (1 thread) and the chunked one (more threads than samples).
+TEST(LossPaths, OtsuThresholdsFiniteWhenTheRangeOverflows) {
+  const std::int64_t samples = 2, voxels = 5000;
+  Batch b = make_batch(samples, voxels, 43);
+  for (auto& v : b.target) v = (v - 1.0) * 1e307;
+  b.target[0] = -1e308;
+  b.target[voxels] = 1e308;
+  std::vector<double> otsu(samples);
+  sc::otsu_thresholds(b.target.data(), samples, voxels, kBins, otsu.data(), sc::SerialExecutor{});
+  for (const unsigned threads : {1u, 8u}) {
+    LossOptions o;
+    o.reduction = Reduction::kNone;
+    std::vector<double> loss(samples);
+    const auto st = sc::loss_forward(b.pred.data(), b.target.data(), samples, voxels,
+                                     static_cast<const double*>(nullptr), o, loss.data(), sc::ThreadExecutor(threads));
+    for (std::int64_t s = 0; s < samples; ++s) {
+      EXPECT_TRUE(std::isfinite(st.thresholds[s])) << threads << " threads, sample " << s;
+      EXPECT_EQ(st.thresholds[s], otsu[s]) << threads << " threads, sample " << s;
+    }
+  }
+}
+
 TEST(Loss, FloatWithGivenThresholdWithin1e5) {
   const Batch b = make_batch(2, 200000, 9);
   std::vector<float> pf(b.pred.begin(), b.pred.end()), yf(b.target.begin(), b.target.end());

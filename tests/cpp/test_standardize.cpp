@@ -163,6 +163,11 @@ TEST(Standardize, DoubleExactAtTheExtremes) {
   std::vector<double> wide, tiny;
   for (double v : u) wide.push_back((v - 0.5) * DBL_MAX);  // wider, hi - lo overflows in Otsu's bin centre
   expect_exact(wide, 1, 1e-12, "double [-max/2, max/2]");
+  std::vector<double> widest;  // hi - lo overflows: Otsu's histogram and bin centres on halved values
+  for (double v : u) widest.push_back((2.0 * v - 1.0) * DBL_MAX);
+  widest[0] = -DBL_MAX;
+  widest[1] = DBL_MAX;
+  expect_exact(widest, 1, 1e-12, "double [-max, max]");
   for (double v : u) tiny.push_back(std::ldexp(std::floor(v * 1e9), -1074));
   expect_exact(tiny, 1, 1e-12, "double denormal");
 }
