@@ -161,3 +161,48 @@ TEST(Otsu, WideRangeMath) {
   EXPECT_EQ(sc::exact_bin_centre(lo, hi, 4, 3), sm::bin_centre(lo, hi, 4, 3));
 }
 
+// Every task split, forced whatever the machine's core count: whole samples
+// (1 thread; fewer threads than samples; as many) and the chunked passes
+// (more threads than samples), each sample ending in a partial chunk: the
+// float64 reference's thresholds, the same bits in every split.
+TEST(Otsu, EveryTaskSplitMatchesReference) {
+  const std::int64_t samples = 5, voxels = 70001;
+  std::vector<double> x, expected;
+  for (int s = 0; s < samples; ++s) {
+    auto v = ref::random_volume(voxels, 60 + s, 0.05 * (s + 1));
+    expected.push_back(ref::otsu(v, kBins));
+    x.insert(x.end(), v.begin(), v.end());
+  }
+  const std::vector<float> xf(x.begin(), x.end());
+  std::vector<float> first;
+  for (const unsigned threads : {1u, 3u, 5u, 8u}) {
+    ASSERT_EQ(sc::whole_samples<double>(samples, voxels, threads), threads <= samples);
+    std::vector<double> got(samples);
+    std::vector<float> got_f(samples);
+    sc::otsu_thresholds(x.data(), samples, voxels, kBins, got.data(), sc::ThreadExecutor(threads));
+    sc::otsu_thresholds(xf.data(), samples, voxels, kBins, got_f.data(), sc::ThreadExecutor(threads));
+    for (int s = 0; s < samples; ++s) EXPECT_DOUBLE_EQ(got[s], expected[s]) << threads << " threads, sample " << s;
+    if (first.empty()) first = got_f;
+    EXPECT_EQ(got_f, first) << threads << " threads";
+  }
+}
+
+// The bin-count branches of the histogram: interleaved sub-histograms up to
+// 4096 bins, one counter per bin above; float bins computed in float up to
+// 2^16 bins, in double above. A float sample's threshold is the float of the
+// same values' threshold as double (whose bins are computed in double), and
+// at 4097 bins the float64 reference's.
+TEST(Otsu, EveryBinCountPathAgrees) {
+  const std::int64_t voxels = 40000;
+  const auto v = ref::random_volume(voxels, 71, 0.3);
+  const std::vector<float> xf(v.begin(), v.end());
+  const std::vector<double> xd(xf.begin(), xf.end());
+  for (const int bins : {2, kBins, 4096, 4097, 65536, 65537}) {
+    float tf = 0;
+    double td = 0;
+    sc::otsu_thresholds(xf.data(), 1, voxels, bins, &tf, sc::SerialExecutor{});
+    sc::otsu_thresholds(xd.data(), 1, voxels, bins, &td, sc::SerialExecutor{});
+    EXPECT_EQ(tf, static_cast<float>(td)) << bins << " bins";
+    if (bins == 4097) EXPECT_DOUBLE_EQ(td, ref::otsu(xd, bins));
+  }
+}

@@ -207,7 +207,7 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
   st.sums.resize(static_cast<size_t>(samples));
   if (given_thresholds) {
     std::copy_n(given_thresholds, samples, st.thresholds.begin());
-  } else if (whole_samples<T>(samples, voxels)) {
+  } else if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     otsu_loss_sums(pred, target, samples, voxels, opt, st.thresholds.data(), st.sums.data(), exec);
     finalize_losses(st.sums.data(), samples, voxels, opt, loss);
     return st;

@@ -333,7 +333,7 @@ void otsu_thresholds(const T* x, index_t samples, index_t voxels, int bins, acc_
   check_batch(samples, voxels, "x");
   check_bins(bins);
   using A = acc_t<T>;
-  if (whole_samples<T>(samples, voxels)) {
+  if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     exec(samples, [&](index_t s) { thresholds[s] = sample_threshold(x + s * voxels, voxels, bins); });
     return;
   }
