@@ -41,14 +41,14 @@ def describe(err: BaseException) -> str:
 def _is_user_error_type(err: BaseException) -> bool:
     from .data import DataError
     from .optional import MissingDependency
-    from .training.runfiles import RunLockedError
+    from .files.runfiles import RunLockedError
 
     return isinstance(err, (ValueError, FileExistsError, FileNotFoundError, RunLockedError, DataError,
                             MissingDependency)) and not isinstance(err, UnicodeError)
 
 
 def _is_run_failure(err: BaseException) -> bool:
-    from .training.checkpoint import CheckpointError
+    from .files.checkpoint import CheckpointError
 
     return isinstance(err, (CheckpointError, FloatingPointError))
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from .runfiles import atomic_write_text
+from ..files.runfiles import atomic_write_text
 
 COLUMNS = ("iteration", "loss", "seconds")
 
