@@ -402,7 +402,7 @@ def table(results: list[tuple[str, list[Case]]]) -> list[str]:
 
 
 def targets(results: list[tuple[str, list[Case]]]) -> list[str]:
-    """The ratios issue 6 asks for, on the shapes they are stated for."""
+    """The speed targets (ratios against the peers), on the shapes they are stated for."""
 
     def get(cases, group, impl):
         return next((c for c in cases if c.group == group and c.impl == impl), None)
@@ -612,7 +612,7 @@ def main() -> None:
         "",
         *table(results),
         "",
-        "### Targets of issue 6",
+        "### Speed targets",
         "",
         *targets(results),
     ]
