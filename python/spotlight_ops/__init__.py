@@ -11,6 +11,7 @@ from ._library import load as _load
 _load()
 
 from . import _fake  # noqa: E402,F401  (registers the fake kernels)
+from . import defaults  # noqa: E402  (the loss's defaults and option names)
 from . import reference  # noqa: E402
 from . import presets  # noqa: E402
 from .functional import (  # noqa: E402
@@ -42,6 +43,7 @@ def __getattr__(name: str):
 __all__ = [
     "SpotlightLoss",
     "data",
+    "defaults",
     "evaluation",
     "loss",
     "loss_preset",
