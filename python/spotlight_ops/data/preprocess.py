@@ -16,6 +16,8 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+from ..functional import otsu_standardize, otsu_threshold
+
 
 def moments(volume: np.ndarray) -> tuple[float, float]:
     """``(mean, std)`` of a whole volume in float64, std with ddof 0: the data pipeline's one std.
@@ -45,21 +47,17 @@ def standardize(volume: np.ndarray) -> np.ndarray:
 def otsu_threshold_volume(volume: np.ndarray, smooth: bool = False, median_size: int = 5,
                           gaussian_sigma: float = 5.0) -> float:
     """Otsu threshold T of one volume (SPEC 1), optionally of its smoothed copy."""
-    import spotlight_ops  # the op library; imported late so the data package loads without it
-
     x = volume.astype(np.float32)
     if smooth:
         x = ndi.gaussian_filter(ndi.median_filter(x, size=median_size), sigma=gaussian_sigma)
-    return float(spotlight_ops.otsu_threshold(torch.from_numpy(np.ascontiguousarray(x))[None])[0])
+    return float(otsu_threshold(torch.from_numpy(np.ascontiguousarray(x))[None])[0])
 
 
 def otsu_standardize_volume(volume: np.ndarray, smooth: bool = False) -> np.ndarray:
     """``(x - T) / std(x)`` (SPEC 6) in float32; with ``smooth`` T comes from the smoothed copy."""
-    import spotlight_ops
-
     x = np.ascontiguousarray(volume, dtype=np.float32)
     if not smooth:
-        return spotlight_ops.otsu_standardize(torch.from_numpy(x)[None])[0].numpy()
+        return otsu_standardize(torch.from_numpy(x)[None])[0].numpy()
     return standardize_with(x, otsu_threshold_volume(x, smooth=True), moments(x)[1])
 
 
