@@ -12,7 +12,7 @@ import torch
 from spotlight_ops.models import FNet
 from spotlight_ops.training import batchnorm as BN
 from spotlight_ops.training import train
-from spotlight_ops.training.checkpoint import load_checkpoint
+from spotlight_ops.files.checkpoint import load_checkpoint
 from spotlight_ops.training.log import read_log
 
 from _training_helpers import tiny_config, tiny_dataset
