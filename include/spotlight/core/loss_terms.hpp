@@ -8,20 +8,21 @@
 
 namespace spotlight {
 
-// Sums over one pool of voxels. Always double: chunk partials are combined
-// here in a fixed order, so the result is deterministic and does not lose
-// the precision a float running sum would over millions of voxels.
-struct LossSums {
-  double fg = 0;       // D_fg = sum(M)
-  double sq_err = 0;   // sum(M * (Y - P)^2)
-  double soft = 0;     // sum(S), or sum(S^2) for DiceDenominator::kSquared
-  double soft_fg = 0;  // A = sum(S * M)
-  double poison = 0;   // 0, or NaN when a pooled value is NaN or Inf
-  double sq_err_all = 0;  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
+// The per-pool sums of a loss, in V. LossSums (V = double) are a pool's
+// sums; the CUDA kernels add one thread's tile of voxels in the
+// accumulation type (V = float for float inputs) and widen it to LossSums.
+template <class V>
+struct BasicLossSums {
+  V fg = V(0);          // D_fg = sum(M)
+  V sq_err = V(0);      // sum(M * (Y - P)^2)
+  V soft = V(0);        // sum(S), or sum(S^2) for DiceDenominator::kSquared
+  V soft_fg = V(0);     // A = sum(S * M)
+  V poison = V(0);      // 0, or NaN when a pooled value is NaN or Inf
+  V sq_err_all = V(0);  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
 
   static constexpr int kFields = 6;
 
-  SPOTLIGHT_HD void add(const LossSums& o) {
+  SPOTLIGHT_HD void add(const BasicLossSums& o) {
     fg += o.fg;
     sq_err += o.sq_err;
     soft += o.soft;
@@ -30,6 +31,11 @@ struct LossSums {
     sq_err_all += o.sq_err_all;
   }
 };
+
+// Sums over one pool of voxels. Always double: chunk partials are combined
+// here in a fixed order, so the result is deterministic and does not lose
+// the precision a float running sum would over millions of voxels.
+using LossSums = BasicLossSums<double>;
 
 // The loss of one pool and the coefficients of its gradient:
 //   dL/dP_i = c_mse * M_i * (P_i - Y_i) + c_mse_all * (P_i - Y_i)
