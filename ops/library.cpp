@@ -16,6 +16,17 @@ TORCH_LIBRARY(spotlight, m) {
       "masked_mse(Tensor pred, Tensor target, Tensor mask, str mse_normalization=\"foreground\", "
       "str reduction=\"batch\") -> Tensor");
   m.def("soft_dice(Tensor soft, Tensor mask, float eps=1e-06, str reduction=\"batch\") -> Tensor");
+  // (value, per-sample sums [N, 6] float64: spotlight::LossSums, the state of the backward)
+  m.def(
+      "_masked_mse_forward(Tensor pred, Tensor target, Tensor mask, str mse_normalization, str reduction) -> "
+      "(Tensor, Tensor)");
+  // (grad_pred, grad_target: empty unless target_grad)
+  m.def(
+      "_masked_mse_backward(Tensor grad, Tensor pred, Tensor target, Tensor mask, Tensor sums, str mse_normalization, "
+      "str reduction, bool target_grad) -> (Tensor, Tensor)");
+  m.def("_soft_dice_forward(Tensor soft, Tensor mask, float eps, str reduction) -> (Tensor, Tensor)");
+  // (grad_soft; soft gives its dtype, shape and device: the gradient does not read its values)
+  m.def("_soft_dice_backward(Tensor grad, Tensor soft, Tensor mask, Tensor sums, float eps, str reduction) -> Tensor");
   m.def(
       "loss(Tensor pred, Tensor target, Tensor? threshold=None, float lam=0.5, float k=-0.95, "
       "float eps=1e-06, int bins=256, str mse_normalization=\"foreground\", str reduction=\"batch\", "
