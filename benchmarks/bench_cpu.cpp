@@ -27,8 +27,10 @@
 #include "spotlight/cpu/otsu.hpp"
 #include "spotlight/cpu/partition.hpp"
 #include "spotlight/cpu/standardize.hpp"
+#include "spotlight/core/options.hpp"
 
 namespace sc = spotlight::cpu;
+using spotlight::defaults::kBins;
 using spotlight::index_t;
 
 namespace {
@@ -67,7 +69,7 @@ const Shape& shape_of(const benchmark::State& state) { return kShapes[state.rang
 // take a threshold.
 std::vector<float> thresholds_of(const Shape& shape, const Data& d) {
   std::vector<float> t(static_cast<size_t>(shape.samples));
-  sc::otsu_thresholds(d.target.data(), shape.samples, shape.voxels, 256, t.data(), sc::ThreadExecutor());
+  sc::otsu_thresholds(d.target.data(), shape.samples, shape.voxels, kBins, t.data(), sc::ThreadExecutor());
   return t;
 }
 
@@ -105,9 +107,9 @@ void BM_Histograms(benchmark::State& state) {
   const sc::ThreadExecutor exec(threads_of(state));
   std::vector<sc::SampleRange<float>> r(static_cast<size_t>(shape.samples));
   sc::sample_ranges(d.target.data(), shape.samples, shape.voxels, r.data(), exec);
-  std::vector<std::int64_t> hist(static_cast<size_t>(shape.samples) * 256);
+  std::vector<std::int64_t> hist(static_cast<size_t>(shape.samples) * kBins);
   for (auto _ : state) {
-    sc::sample_histograms(d.target.data(), shape.samples, shape.voxels, 256, r.data(), hist.data(), exec);
+    sc::sample_histograms(d.target.data(), shape.samples, shape.voxels, kBins, r.data(), hist.data(), exec);
     benchmark::DoNotOptimize(hist.data());
   }
   set_bytes(state, shape, 1);
@@ -119,7 +121,7 @@ void BM_Otsu(benchmark::State& state) {
   const sc::ThreadExecutor exec(threads_of(state));
   std::vector<float> t(static_cast<size_t>(shape.samples));
   for (auto _ : state) {
-    sc::otsu_thresholds(d.target.data(), shape.samples, shape.voxels, 256, t.data(), exec);
+    sc::otsu_thresholds(d.target.data(), shape.samples, shape.voxels, kBins, t.data(), exec);
     benchmark::DoNotOptimize(t.data());
   }
   set_bytes(state, shape, 1);
@@ -195,7 +197,7 @@ void BM_Standardize(benchmark::State& state) {
   Data& d = const_cast<Data&>(data_for(shape));
   const sc::ThreadExecutor exec(threads_of(state));
   for (auto _ : state) {
-    sc::otsu_standardize(d.target.data(), shape.samples, shape.voxels, 256, d.out.data(), exec);
+    sc::otsu_standardize(d.target.data(), shape.samples, shape.voxels, kBins, d.out.data(), exec);
     benchmark::ClobberMemory();
   }
   set_bytes(state, shape, 2);

@@ -30,8 +30,11 @@
 
 #include "bench_data.hpp"
 #include "spotlight/cuda.cuh"
+#include "spotlight/core/options.hpp"
 
 namespace scu = spotlight::cuda;
+using spotlight::defaults::kBins;
+using spotlight::defaults::kK;
 using spotlight::index_t;
 using spotlight::LossOptions;
 using spotlight::Reduction;
@@ -200,14 +203,14 @@ void bench_shape(Bench& bench, const Batch& b) {
     SPOTLIGHT_CUDA_TRY(forward(s, nullptr));
     return backward(b, st, opt, s);
   });
-  const size_t sws = scu::otsu_standardize_workspace_bytes<float>(b.samples, b.voxels, 256);
+  const size_t sws = scu::otsu_standardize_workspace_bytes<float>(b.samples, b.voxels, kBins);
   Buffer swork(sws);
   bench.time("otsu_standardize", b, 2, [&](cudaStream_t s) {
-    return scu::otsu_standardize(b.target.as<float>(), b.samples, b.voxels, 256, b.out.as<float>(), swork.as<void>(),
+    return scu::otsu_standardize(b.target.as<float>(), b.samples, b.voxels, kBins, b.out.as<float>(), swork.as<void>(),
                                  sws, s);
   });
   bench.time("tunable_sigmoid", b, 2, [&](cudaStream_t s) {
-    return scu::tunable_sigmoid(b.pred.as<float>(), static_cast<index_t>(b.elements()), -0.95, b.out.as<float>(), s);
+    return scu::tunable_sigmoid(b.pred.as<float>(), static_cast<index_t>(b.elements()), kK, b.out.as<float>(), s);
   });
 }
 

@@ -64,7 +64,7 @@ QUICK_SHAPES = {
     "quick 1x1x20x64x64": (1, 1, 20, 64, 64),
 }
 
-LAM, K, EPS, BINS = 0.5, -0.95, 1e-6, 256
+from spotlight_ops.defaults import BINS, EPS, K, LAM  # noqa: E402  (the loss's defaults)
 
 
 # --------------------------------------------------------------------------

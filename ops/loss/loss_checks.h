@@ -18,12 +18,12 @@ inline std::string_view view(c10::string_view s) { return {s.data(), s.size()}; 
 // The keyword-only arguments of the loss ops (SPEC section 11), as the
 // schema spells them.
 struct LossVariantArgs {
-  c10::string_view soft_mask = "clamped";
+  c10::string_view soft_mask = spotlight::option_name(spotlight::defaults::kSoftMask);
   const std::optional<Tensor>* mask = nullptr;
-  c10::string_view mask_rule = "greater";
-  c10::string_view dice_denominator = "linear";
-  c10::string_view empty_pools = "spotlight";
-  bool per_channel = false;
+  c10::string_view mask_rule = spotlight::option_name(spotlight::defaults::kMaskRule);
+  c10::string_view dice_denominator = spotlight::option_name(spotlight::defaults::kDiceDenominator);
+  c10::string_view empty_pools = spotlight::option_name(spotlight::defaults::kEmptyPools);
+  bool per_channel = spotlight::defaults::kPerChannel;
 };
 
 // Sets the variant fields of opt (all but the mask pointer) and validates opt.

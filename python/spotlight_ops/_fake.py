@@ -8,6 +8,9 @@ import math
 import torch
 from torch import Tensor
 
+from .defaults import (BINS, CHOICES, DICE_DENOMINATOR, EMPTY_POOL, EPS, K, LAM, MASK_RULE, MSE_NORMALIZATION,
+                       REDUCTION, REDUCTIONS, SOFT_MASK)
+
 _FIELDS = 6  # per-pool sums of the fused loss (spotlight::LossSums)
 
 
@@ -23,18 +26,17 @@ def _same_device(t, name: str, like: Tensor, like_name: str) -> None:
 
 
 def _reduced(x: Tensor, reduction: str) -> Tensor:
-    if reduction not in ("batch", "mean", "sum", "none"):
-        raise ValueError(f"spotlight: reduction must be one of 'batch', 'mean', 'sum', 'none', got '{reduction}'")
+    _choice("reduction", reduction, REDUCTIONS)
     return x.new_empty((x.shape[0],) if reduction == "none" else ())
 
 
 @torch.library.register_fake("spotlight::otsu_threshold")
-def _(x, bins=256):
+def _(x, bins=BINS):
     return x.new_empty((x.shape[0],), dtype=_acc(x.dtype))
 
 
 @torch.library.register_fake("spotlight::otsu_standardize")
-def _(x, bins=256):
+def _(x, bins=BINS):
     return x.new_empty(x.shape)
 
 
@@ -53,7 +55,7 @@ def _(grad, x, thresholds, stats):
 
 
 @torch.library.register_fake("spotlight::tunable_sigmoid")
-def _(x, k=-0.95):
+def _(x, k=K):
     return x.new_empty(x.shape)
 
 
@@ -63,14 +65,14 @@ def _(grad, x, k):
 
 
 @torch.library.register_fake("spotlight::masked_mse")
-def _(pred, target, mask, mse_normalization="foreground", reduction="batch"):
+def _(pred, target, mask, mse_normalization=MSE_NORMALIZATION, reduction=REDUCTION):
     _same_device(target, "target", pred, "pred")
     _same_device(mask, "mask", pred, "pred")
     return _reduced(pred, reduction)
 
 
 @torch.library.register_fake("spotlight::soft_dice")
-def _(soft, mask, eps=1e-6, reduction="batch"):
+def _(soft, mask, eps=EPS, reduction=REDUCTION):
     _same_device(mask, "mask", soft, "soft")
     return _reduced(soft, reduction)
 
@@ -169,22 +171,22 @@ def _choice(name: str, value: str, allowed: tuple) -> None:
         raise ValueError(f"spotlight: {name} must be {listed}, got '{value}'")
 
 
-def _check_options(lam, k, eps, bins, mse_normalization, reduction, soft_mask="clamped", mask_rule="greater",
-                   dice_denominator="linear", empty_pools="spotlight") -> None:
+def _check_options(lam, k, eps, bins, mse_normalization, reduction, soft_mask=SOFT_MASK, mask_rule=MASK_RULE,
+                   dice_denominator=DICE_DENOMINATOR, empty_pools=EMPTY_POOL) -> None:
     if not 2 <= bins <= 1 << 24:
         raise ValueError(f"spotlight: bins must be an integer in [2, 16777216], got {bins}")
-    _choice("mse_normalization", mse_normalization, ("foreground", "all"))
-    _choice("reduction", reduction, ("batch", "mean", "sum", "none"))
+    _choice("mse_normalization", mse_normalization, CHOICES["mse_normalization"])
+    _choice("reduction", reduction, CHOICES["reduction"])
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"spotlight: lam must lie in [0, 1], got {lam:g}")
     if not -1.0 < k < 1.0:
         raise ValueError(f"spotlight: k must lie in the open interval (-1, 1), got {k:g}")
     if not (eps >= 0.0 and math.isfinite(eps)):
         raise ValueError(f"spotlight: eps must be finite and >= 0, got {eps:g}")
-    _choice("soft_mask", soft_mask, ("clamped", "unclamped", "viscy"))
-    _choice("mask_rule", mask_rule, ("greater", "greater_equal"))
-    _choice("dice_denominator", dice_denominator, ("linear", "squared"))
-    _choice("empty_pools", empty_pools, ("spotlight", "viscy"))
+    _choice("soft_mask", soft_mask, CHOICES["soft_mask"])
+    _choice("mask_rule", mask_rule, CHOICES["mask_rule"])
+    _choice("dice_denominator", dice_denominator, CHOICES["dice_denominator"])
+    _choice("empty_pools", empty_pools, CHOICES["empty_pools"])
     if soft_mask != "clamped" and k > 0.0:
         raise ValueError(f"spotlight: k must be <= 0 for soft_mask '{soft_mask}' (the sigmoid of an unclamped "
                          f"P - T has a pole for k > 0), got {k:g}")
@@ -243,17 +245,17 @@ def _check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalizati
 
 
 @torch.library.register_fake("spotlight::loss")
-def _(pred, target, threshold=None, lam=0.5, k=-0.95, eps=1e-6, bins=256, mse_normalization="foreground",
-      reduction="batch", *, soft_mask="clamped", mask=None, mask_rule="greater", dice_denominator="linear",
-      empty_pools="spotlight", per_channel=False):
+def _(pred, target, threshold=None, lam=LAM, k=K, eps=EPS, bins=BINS, mse_normalization=MSE_NORMALIZATION,
+      reduction=REDUCTION, *, soft_mask=SOFT_MASK, mask=None, mask_rule=MASK_RULE, dice_denominator=DICE_DENOMINATOR,
+      empty_pools=EMPTY_POOL, per_channel=False):
     _check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, soft_mask, mask,
                      mask_rule, dice_denominator, empty_pools, per_channel)
     return _loss_output(pred, reduction, per_channel)
 
 
 @torch.library.register_fake("spotlight::_loss_forward")
-def _(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, *, soft_mask="clamped", mask=None,
-      mask_rule="greater", dice_denominator="linear", empty_pools="spotlight", per_channel=False):
+def _(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, *, soft_mask=SOFT_MASK, mask=None,
+      mask_rule=MASK_RULE, dice_denominator=DICE_DENOMINATOR, empty_pools=EMPTY_POOL, per_channel=False):
     pools = _check_loss_call(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, soft_mask,
                              mask, mask_rule, dice_denominator, empty_pools, per_channel)
     return (_loss_output(pred, reduction, per_channel), pred.new_empty((pools,), dtype=_acc(pred.dtype)),
@@ -262,9 +264,9 @@ def _(pred, target, threshold, lam, k, eps, bins, mse_normalization, reduction, 
 
 @torch.library.register_fake("spotlight::_loss_backward")
 def _(grad, pred, target, thresholds, sums, lam, k, eps, mse_normalization, reduction, target_grad, *,
-      soft_mask="clamped", mask=None, mask_rule="greater", dice_denominator="linear", empty_pools="spotlight",
+      soft_mask=SOFT_MASK, mask=None, mask_rule=MASK_RULE, dice_denominator=DICE_DENOMINATOR, empty_pools=EMPTY_POOL,
       per_channel=False):
-    _check_options(lam, k, eps, 256, mse_normalization, reduction, soft_mask, mask_rule, dice_denominator,
+    _check_options(lam, k, eps, BINS, mse_normalization, reduction, soft_mask, mask_rule, dice_denominator,
                    empty_pools)
     _check_floating(pred, "pred")
     _check_same(pred, "pred", target, "target")

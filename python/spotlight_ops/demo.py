@@ -45,31 +45,13 @@ import numpy as np
 
 from .data import PreprocessConfig, load_pairs, read_manifest, write_volume
 from .data import synthetic
+from .evaluation import check_pattern, evaluate_models
+from .evaluation.pixel_metrics import pearson, psnr
 
 FULL = {"n_train": 6, "n_test": 2, "shape": (32, 96, 96), "iterations": 500, "depth": 2, "base_channels": 8,
         "patch_size": (16, 32, 32), "batch_size": 8, "lr": 1e-3}
 QUICK = {"n_train": 3, "n_test": 1, "shape": (16, 48, 48), "iterations": 12, "depth": 1, "base_channels": 4,
          "patch_size": (16, 32, 32), "batch_size": 4}
-
-
-def psnr(prediction: np.ndarray, target: np.ndarray, where: Optional[np.ndarray] = None) -> float:
-    """``10 log10(R^2 / MSE)`` with ``R`` the target's full range; over ``where`` when given."""
-    data_range = float(target.max() - target.min())
-    p, t = (prediction, target) if where is None else (prediction[where], target[where])
-    if t.size == 0:
-        return float("nan")
-    mse = float(np.mean((p.astype(np.float64) - t) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(data_range ** 2 / mse)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant or empty."""
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    if a.size == 0:
-        return float("nan")
-    a, b = a - a.mean(), b - b.mean()
-    denominator = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / denominator if denominator > 0 else float("nan")
 
 
 DISPLAY_FLOOR = -1.0  # T - std: where Spotlight's soft mask reaches 0 (SPEC 3), about the background class mean
@@ -96,10 +78,11 @@ def summarize(name: str, predictions: list, targets: list, masks: list) -> dict:
                  "near": (distance > RIM_VOXELS) & (distance <= NEAR_VOXELS), "far": distance > NEAR_VOXELS}
         lo, hi = display_range(t)
         shown = np.clip((p - lo) / (hi - lo), 0.0, 1.0)
-        row = {"psnr": psnr(p, t), "psnr_foreground": psnr(p, t, foreground),
-               "pearson_foreground": pearson(p[foreground], t[foreground]),
+        data_range = float(t.max() - t.min())  # PSNR's R: the target's full range, whole volume and foreground
+        row = {"psnr": psnr(t, p, data_range), "psnr_foreground": psnr(t, p, data_range, foreground),
+               "pearson_foreground": pearson(t, p, foreground),
                "background_mean": float(p[background].mean()), "background_std": float(p[background].std()),
-               "pearson_background": pearson(p[background], t[background]),
+               "pearson_background": pearson(t, p, background),
                "background_above_threshold": float(np.mean(p[background] > 0))}
         for zone, where in zones.items():
             row[f"shown_{zone}"] = float(shown[where].mean()) if where.any() else float("nan")
@@ -260,7 +243,7 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
                                       config=synthetic.SceneConfig(shape=tuple(settings["shape"])), seed=seed)
     timings["data"] = time.monotonic() - t0
 
-    models = {}
+    models, configs = {}, {}
     for loss in ("mse", "spotlight"):
         say(f"[2/4] training the {loss} model ({settings['iterations']} iterations, F-net depth {settings['depth']}, "
             f"{settings['base_channels']} channels, patches {tuple(settings['patch_size'])} x {settings['batch_size']})")
@@ -269,11 +252,12 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
         config = TrainConfig(train_csv=str(dataset["train"]), out_dir=str(run_dir), loss=loss,
                              iterations=settings["iterations"], depth=settings["depth"],
                              base_channels=settings["base_channels"], patch_size=tuple(settings["patch_size"]),
-                             batch_size=settings["batch_size"], lr=settings.get("lr", 1e-3), seed=seed,
+                             batch_size=settings["batch_size"], seed=seed,
                              checkpoint_every=max(1, settings["iterations"] // 2), device=device,
-                             progress=progress, tensorboard=False, num_threads=num_threads)
+                             progress=progress, tensorboard=False, num_threads=num_threads,
+                             **({"lr": settings["lr"]} if "lr" in settings else {}))
         _train_or_continue(config, run_dir, say)
-        models[loss] = run_dir
+        models[loss], configs[loss] = run_dir, config
         timings[f"train_{loss}"] = time.monotonic() - t0
 
     say("[3/4] predicting the held-out volumes")
@@ -298,19 +282,13 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
     t0 = time.monotonic()
     evaluation_rows, evaluation_note, pattern = None, "", None
     try:
-        from .evaluation import check_pattern, evaluate_models
-    except ImportError as err:
-        evaluation_note = f"(`spotlight_ops.evaluation` not available: {err}; PSNR computed by the demo itself.)"
-    else:
-        try:
-            # The package's defaults are the paper's protocol: targets Otsu-standardized (these already
-            # are), predictions as they are (the same units), segmentation tuned on the targets against
-            # the masks and frozen for both models.
-            evaluation_rows = evaluate_models(predictions, targets, masks, out_dir / "evaluation",
-                                              progress=progress)
-            pattern = check_pattern(evaluation_rows)
-        except Exception as err:  # the demo's own table still stands; say what went wrong
-            evaluation_note = f"(`evaluate_models` failed: {type(err).__name__}: {err})"
+        # The package's defaults are the paper's protocol: targets Otsu-standardized (these already
+        # are), predictions as they are (the same units), segmentation tuned on the targets against
+        # the masks and frozen for both models.
+        evaluation_rows = evaluate_models(predictions, targets, masks, out_dir / "evaluation", progress=progress)
+        pattern = check_pattern(evaluation_rows)
+    except Exception as err:  # the demo's own table still stands; say what went wrong
+        evaluation_note = f"(`evaluate_models` failed: {type(err).__name__}: {err})"
     rows = [summarize(TARGET_ROW, targets, targets, masks)]
     rows += [summarize(loss, predictions[loss], targets, masks) for loss in predictions]
     pictures = []
@@ -322,8 +300,8 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
     timings["evaluate_and_report"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - started
     provenance["machine_end"] = machine_description(num_threads)
-    _write_report(out_dir, settings, rows, pictures, evaluation_rows, evaluation_note, timings, seed, pattern,
-                  provenance)
+    _write_report(out_dir, settings, configs["spotlight"], rows, pictures, evaluation_rows, evaluation_note, timings,
+                  seed, pattern, provenance)
     (out_dir / "metrics.json").write_text(json.dumps({"rows": rows, "timings": timings,
                                                       "settings": {k: list(v) if isinstance(v, tuple) else v
                                                                    for k, v in settings.items()}}, indent=2))
@@ -363,11 +341,13 @@ def _verdict(mse: dict, spot: dict, target: dict) -> str:
         f"pipeline and of the loss's effect, not the paper's experiment.\n")
 
 
-def _mse_term() -> str:
-    """The trainer's default Spotlight MSE term (``mse_term``), as the demo trains with it."""
-    from .training import TrainConfig
-
-    return str(getattr(TrainConfig(), "mse_term", "masked"))
+def _training_line(config) -> str:
+    """The report's sentence on the model and its training, from the Spotlight run's ``TrainConfig``."""
+    threshold = "threshold 0 on Otsu-standardized targets" if config.target_norm == "otsu" else "Otsu thresholds"
+    betas = "/".join(f"{b:g}" for b in config.betas)
+    return (f"F-net depth {config.depth}, {config.base_channels} base channels, {config.iterations} Adam iterations "
+            f"(lr {config.lr:g}, betas {betas}) on {config.batch_size} patches of {tuple(config.patch_size)}; "
+            f"Spotlight with lam {config.lam:g}, k {config.k:g}, {threshold}, MSE term {config.mse_term!r}.")
 
 
 def _pattern_section(pattern, evaluation_rows) -> list:
@@ -387,7 +367,7 @@ def _pattern_section(pattern, evaluation_rows) -> list:
     return lines
 
 
-def _write_report(out_dir: Path, settings: dict, rows: list, pictures: list, evaluation_rows, evaluation_note: str,
+def _write_report(out_dir: Path, settings: dict, config, rows: list, pictures: list, evaluation_rows, evaluation_note: str,
                   timings: dict, seed: int, pattern=None, provenance: Optional[dict] = None) -> None:
     by = {r["model"]: r for r in rows}
     mse, spot, tgt = by.get("mse"), by.get("spotlight"), by[TARGET_ROW]
@@ -403,10 +383,7 @@ def _write_report(out_dir: Path, settings: dict, rows: list, pictures: list, eva
         *_pattern_section(pattern, evaluation_rows or []),
         "## The demo's own table (background zones)\n",
         f"Synthetic nuclei (seed {seed}): {settings['n_train']} training and {settings['n_test']} held-out volumes "
-        f"of {tuple(settings['shape'])} voxels. F-net depth {settings['depth']}, {settings['base_channels']} base "
-        f"channels, {settings['iterations']} Adam iterations (lr {settings.get('lr', 1e-3):g}, betas 0.5/0.999) on "
-        f"{settings['batch_size']} patches of {tuple(settings['patch_size'])}; Spotlight with lam 0.5, k -0.95, "
-        f"threshold 0 on Otsu-standardized targets, MSE term {_mse_term()!r} (the trainer's default).\n",
+        f"of {tuple(settings['shape'])} voxels. {_training_line(config)}\n",
         "Intensities are Otsu-standardized, `(x - T) / std(x)`: the foreground starts at 0. Foreground/background "
         "are the ground-truth nuclei masks. PSNR uses the target's range. \"Shown\" is the mean grey value, from 0 "
         "(black) to 1, on the display of the pictures below: the window from T - std (where Spotlight's soft mask is "

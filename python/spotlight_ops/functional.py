@@ -26,6 +26,9 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from .defaults import (BINS, DICE_DENOMINATOR, EMPTY_POOL, EPS, K, LAM, MASK_RULE, MSE_NORMALIZATION, REDUCTION,
+                       SOFT_MASK)
+
 Threshold = Optional[Union[float, Tensor]]
 
 
@@ -37,7 +40,7 @@ def _dense(*named: tuple[str, object]) -> None:
             raise TypeError(f"spotlight: {name} must be a dense (strided) tensor, got layout {t.layout}")
 
 
-def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
+def otsu_threshold(x: Tensor, bins: int = BINS) -> Tensor:
     """Per-sample Otsu threshold of ``x`` ``[N, ...]``: a ``[N]`` tensor.
 
     The dtype is the accumulation dtype (float64 for float64, else float32): the exact
@@ -52,7 +55,7 @@ def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
     return torch.ops.spotlight.otsu_threshold(x, bins)
 
 
-def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
+def otsu_standardize(x: Tensor, bins: int = BINS) -> Tensor:
     """``(x - T) / std(x)`` per sample: Spotlight's target standardization.
 
     ``std`` has ddof 0 (1 for a constant sample); the foreground then starts at 0.
@@ -62,7 +65,7 @@ def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
     return torch.ops.spotlight.otsu_standardize(x, bins)
 
 
-def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
+def tunable_sigmoid(x: Tensor, k: float = K) -> Tensor:
     """``sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1)``, k in (-1, 1).
 
     Odd, ``sigma_k(+-1) = +-1``; negative k makes a steep step at 0. Its gradient is
@@ -73,8 +76,8 @@ def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
     return torch.ops.spotlight.tunable_sigmoid(x, k)
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = "foreground",
-               reduction: str = "batch") -> Tensor:
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = MSE_NORMALIZATION,
+               reduction: str = REDUCTION) -> Tensor:
     """``sum(M (Y - P)^2) / D`` per pool with a given bool ``mask`` (0 when D = 0).
 
     ``mse_normalization``: ``"foreground"`` divides by ``sum(M)`` (the paper), ``"all"``
@@ -84,7 +87,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: st
     return torch.ops.spotlight.masked_mse(pred, target, mask, mse_normalization, reduction)
 
 
-def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "batch") -> Tensor:
+def soft_dice(soft: Tensor, mask: Tensor, eps: float = EPS, reduction: str = REDUCTION) -> Tensor:
     """``1 - 2 sum(S M) / (sum(S) + sum(M) + eps)`` per pool with a given bool ``mask``.
 
     Differentiable in ``soft``.
@@ -99,10 +102,10 @@ def _check_dense(name: str, t: Optional[Tensor]) -> None:
         raise TypeError(f"spotlight: {name} must be a dense (strided) tensor, got layout {t.layout}")
 
 
-def loss(pred: Tensor, target: Tensor, threshold: Optional[Union[float, Tensor]] = None, lam: float = 0.5,
-         k: float = -0.95, eps: float = 1e-6, bins: int = 256, mse_normalization: str = "foreground",
-         reduction: str = "batch", soft_mask: str = "clamped", mask: Optional[Tensor] = None,
-         mask_rule: str = "greater", dice_denominator: str = "linear", empty_pools: str = "spotlight",
+def loss(pred: Tensor, target: Tensor, threshold: Optional[Union[float, Tensor]] = None, lam: float = LAM,
+         k: float = K, eps: float = EPS, bins: int = BINS, mse_normalization: str = MSE_NORMALIZATION,
+         reduction: str = REDUCTION, soft_mask: str = SOFT_MASK, mask: Optional[Tensor] = None,
+         mask_rule: str = MASK_RULE, dice_denominator: str = DICE_DENOMINATOR, empty_pools: str = EMPTY_POOL,
          per_channel: bool = False) -> Tensor:
     r"""The Spotlight loss ``lam * MMSE + (1 - lam) * Dice``, fused (one pass over memory with a
     given threshold; every option below keeps that).

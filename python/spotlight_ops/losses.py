@@ -7,16 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
+from .defaults import (BINS, DICE_DENOMINATOR, EMPTY_POOL, EPS, K, LAM, MASK_RULE, MSE_NORMALIZATION, REDUCTION,
+                       SOFT_MASK, check_choice)
 from .presets import preset_options
-
-_CHOICES = {
-    "reduction": ("batch", "mean", "sum", "none"),
-    "mse_normalization": ("foreground", "all"),
-    "soft_mask": ("clamped", "unclamped", "viscy"),
-    "mask_rule": ("greater", "greater_equal"),
-    "dice_denominator": ("linear", "squared"),
-    "empty_pools": ("spotlight", "viscy"),
-}
 
 
 class SpotlightLoss(nn.Module):
@@ -49,10 +42,11 @@ class SpotlightLoss(nn.Module):
 
     threshold: Optional[Union[float, Tensor]]
 
-    def __init__(self, lam: float = 0.5, k: float = -0.95, eps: float = 1e-6, bins: int = 256,
-                 threshold: Optional[Union[float, Tensor]] = None, mse_normalization: str = "foreground",
-                 reduction: str = "batch", soft_mask: str = "clamped", mask_rule: str = "greater",
-                 dice_denominator: str = "linear", empty_pools: str = "spotlight", per_channel: bool = False) -> None:
+    def __init__(self, lam: float = LAM, k: float = K, eps: float = EPS, bins: int = BINS,
+                 threshold: Optional[Union[float, Tensor]] = None, mse_normalization: str = MSE_NORMALIZATION,
+                 reduction: str = REDUCTION, soft_mask: str = SOFT_MASK, mask_rule: str = MASK_RULE,
+                 dice_denominator: str = DICE_DENOMINATOR, empty_pools: str = EMPTY_POOL,
+                 per_channel: bool = False) -> None:
         super().__init__()
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1], got {lam}")
@@ -65,9 +59,7 @@ class SpotlightLoss(nn.Module):
         options = {"reduction": reduction, "mse_normalization": mse_normalization, "soft_mask": soft_mask,
                    "mask_rule": mask_rule, "dice_denominator": dice_denominator, "empty_pools": empty_pools}
         for name, value in options.items():
-            if value not in _CHOICES[name]:
-                listed = ", ".join(repr(c) for c in _CHOICES[name])
-                raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+            check_choice(name, value)
         if soft_mask != "clamped" and k > 0.0:
             raise ValueError(f"k must be <= 0 for soft_mask {soft_mask!r}, got {k}")
         if isinstance(threshold, int) and not isinstance(threshold, bool):

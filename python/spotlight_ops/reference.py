@@ -12,19 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-REDUCTIONS = ("batch", "mean", "sum", "none")
-MSE_NORMALIZATIONS = ("foreground", "all")
-SOFT_MASKS = ("clamped", "unclamped", "viscy")
-MASK_RULES = ("greater", "greater_equal")
-DICE_DENOMINATORS = ("linear", "squared")
-EMPTY_POOLS = ("spotlight", "viscy")
+# The defaults and option names only (spotlight_ops.defaults); the math below is this module's own.
+from .defaults import (BINS, DICE_DENOMINATOR, DICE_DENOMINATORS, EMPTY_POOL, EMPTY_POOLS, EPS, K, LAM, MASK_RULE,
+                       MASK_RULES, MSE_NORMALIZATION, MSE_NORMALIZATIONS, REDUCTION, REDUCTIONS, SOFT_MASK, SOFT_MASKS)
 
 
 def _samples(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
+def otsu_threshold(x: Tensor, bins: int = BINS) -> Tensor:
     """Per-sample Otsu threshold with scikit-image's histogram conventions."""
     out = []
     for v in _samples(x.detach()).double():
@@ -52,7 +49,7 @@ def otsu_threshold(x: Tensor, bins: int = 256) -> Tensor:
     return torch.stack(out).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
 
 
-def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
+def otsu_standardize(x: Tensor, bins: int = BINS) -> Tensor:
     """(x - T) / std(x) per sample; std with ddof 0, 1 for a constant sample."""
     t = otsu_threshold(x, bins).double().detach()
     v = _samples(x).double()
@@ -61,7 +58,7 @@ def otsu_standardize(x: Tensor, bins: int = 256) -> Tensor:
     return ((v - t[:, None]) / sd).reshape(x.shape).to(x.dtype)
 
 
-def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
+def tunable_sigmoid(x: Tensor, k: float = K) -> Tensor:
     r"""\sigma_k(clamp(x, -1, 1)) = (x - kx) / (k - 2k|x| + 1).
 
     Its derivative is the sigmoid's inside the open interval (-1, 1) and 0 at ``|x| >= 1``, ends
@@ -73,7 +70,7 @@ def tunable_sigmoid(x: Tensor, k: float = -0.95) -> Tensor:
     return ((c - k * c) / (k - 2.0 * k * c.abs() + 1.0)).to(x.dtype)
 
 
-def soft_mask(pred: Tensor, threshold: Tensor, k: float = -0.95) -> Tensor:
+def soft_mask(pred: Tensor, threshold: Tensor, k: float = K) -> Tensor:
     """S = (1 + sigma_k(clamp(P - T))) / 2 with T broadcast per sample."""
     t = threshold.double().reshape(-1, *([1] * (pred.dim() - 1)))
     return 0.5 * (1.0 + tunable_sigmoid(pred.double() - t, k))
@@ -92,7 +89,7 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     return values.mean() if reduction == "mean" else values[0]
 
 
-def _check(reduction: str, mse_normalization: str = "foreground") -> None:
+def _check(reduction: str, mse_normalization: str = MSE_NORMALIZATION) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if mse_normalization not in MSE_NORMALIZATIONS:
@@ -105,8 +102,8 @@ def _poison(*xs: Tensor, reduction: str) -> Tensor:
     return torch.where(_pool(bad, reduction) > 0, float("nan"), 0.0)
 
 
-def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = "foreground",
-               reduction: str = "batch") -> Tensor:
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = MSE_NORMALIZATION,
+               reduction: str = REDUCTION) -> Tensor:
     """sum(M (Y - P)^2) / D per pool; D = sum(M) or the voxel count; 0 when D = 0."""
     _check(reduction, mse_normalization)
     p, y, m = _samples(pred).double(), _samples(target).double(), _samples(mask).double()
@@ -116,7 +113,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: st
     return _reduce(mmse + _poison(pred, target, reduction=reduction), reduction).to(pred.dtype)
 
 
-def soft_dice(soft: Tensor, mask: Tensor, eps: float = 1e-6, reduction: str = "batch") -> Tensor:
+def soft_dice(soft: Tensor, mask: Tensor, eps: float = EPS, reduction: str = REDUCTION) -> Tensor:
     """1 - 2 sum(S M) / (sum(S) + sum(M) + eps) per pool."""
     _check(reduction)
     s, m = _samples(soft).double(), _samples(mask).double()
@@ -137,10 +134,10 @@ def _soft(x: Tensor, k: float, soft_mask: str) -> Tensor:
     return torch.where(inside, raw, raw.detach().clamp(0.0, 1.0))
 
 
-def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = 0.5, k: float = -0.95, eps: float = 1e-6,
-         bins: int = 256, mse_normalization: str = "foreground", reduction: str = "batch", *,
-         soft_mask: str = "clamped", mask: Tensor | None = None, mask_rule: str = "greater",
-         dice_denominator: str = "linear", empty_pools: str = "spotlight", per_channel: bool = False) -> Tensor:
+def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = LAM, k: float = K, eps: float = EPS,
+         bins: int = BINS, mse_normalization: str = MSE_NORMALIZATION, reduction: str = REDUCTION, *,
+         soft_mask: str = SOFT_MASK, mask: Tensor | None = None, mask_rule: str = MASK_RULE,
+         dice_denominator: str = DICE_DENOMINATOR, empty_pools: str = EMPTY_POOL, per_channel: bool = False) -> Tensor:
     """lam * MMSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred,
     and every variant of SPEC section 11 (see ``spotlight_ops.functional.loss``)."""
     _check(reduction, mse_normalization)

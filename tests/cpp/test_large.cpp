@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "spotlight/cpu/loss.hpp"
+#include "spotlight/core/options.hpp"
 
 namespace sc = spotlight::cpu;
+using spotlight::defaults::kBins;
 using spotlight::index_t;
 
 TEST(LargeVolume, MoreThan2To31VoxelsIndexCorrectly) {
@@ -31,7 +33,7 @@ TEST(LargeVolume, MoreThan2To31VoxelsIndexCorrectly) {
   const sc::ThreadExecutor exec(2);
   // Otsu over the whole range [10, 250]: the split lies between the classes.
   float otsu = 0;
-  sc::otsu_thresholds(target.data(), 1, voxels, 256, &otsu, exec);
+  sc::otsu_thresholds(target.data(), 1, voxels, kBins, &otsu, exec);
   EXPECT_GT(otsu, 10.0f);
   EXPECT_LT(otsu, 200.0f);
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "reference.hpp"
@@ -12,8 +13,11 @@
 #include "spotlight/cpu/loss.hpp"
 #include "spotlight/cpu/standardize.hpp"
 #include "spotlight/cpu/terms.hpp"
+#include "spotlight/core/options.hpp"
 
 namespace sc = spotlight::cpu;
+using spotlight::defaults::kBins;
+using spotlight::defaults::kK;
 using spotlight::LossOptions;
 using spotlight::Reduction;
 
@@ -71,7 +75,7 @@ TEST_P(LossReductions, ForwardMatchesReference) {
   std::vector<double> t;
   for (std::int64_t s = 0; s < b.samples; ++s)
     t.push_back(ref::otsu(std::vector<double>(b.target.begin() + s * b.voxels,
-                                              b.target.begin() + (s + 1) * b.voxels), 256));
+                                              b.target.begin() + (s + 1) * b.voxels), kBins));
   for (std::int64_t s = 0; s < b.samples; ++s) EXPECT_DOUBLE_EQ(st.thresholds[s], t[s]);
   const auto expected = reference_losses(b, t, o);
   for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(loss[i], expected[i], 1e-12 * std::abs(expected[i]));
@@ -290,24 +294,62 @@ TEST(Loss, InvalidOptionsThrowNamingTheArgument) {
   EXPECT_THROW(spotlight::parse_empty_pools("monai"), spotlight::Error);
 }
 
+// The message of the spotlight::Error that call() throws.
+template <class Call>
+std::string message(Call&& call) {
+  try {
+    call();
+  } catch (const spotlight::Error& e) {
+    return std::string(e.what());
+  }
+  return std::string("no exception");
+}
+
+// Every name of every option table parses back to its value, the tables hold
+// each value once, and an unknown name's error lists the allowed names.
+template <class E>
+void expect_round_trip(int count) {
+  const auto& values = spotlight::OptionNames<E>::values;
+  ASSERT_EQ(static_cast<int>(values.size()), count);
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(spotlight::parse_option<E>(values[i].name), values[i].value);
+    EXPECT_EQ(spotlight::option_name(values[i].value), values[i].name);
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(values[i].value, values[j].value);
+  }
+}
+
+TEST(Options, NameTablesRoundTrip) {
+  expect_round_trip<Reduction>(4);
+  expect_round_trip<spotlight::MseNormalization>(2);
+  expect_round_trip<spotlight::SoftMask>(3);
+  expect_round_trip<spotlight::MaskRule>(2);
+  expect_round_trip<spotlight::DiceDenominator>(2);
+  expect_round_trip<spotlight::EmptyPools>(2);
+  EXPECT_EQ(message([] { spotlight::parse_reduction("max"); }),
+            "spotlight: reduction must be one of 'batch', 'mean', 'sum', 'none', got 'max'");
+  EXPECT_EQ(message([] { spotlight::parse_mask_rule(">="); }),
+            "spotlight: mask_rule must be 'greater' or 'greater_equal', got '>='");
+  // LossOptions{} is spotlight::defaults, the paper's variant.
+  const LossOptions o;
+  EXPECT_EQ(o.lam, spotlight::defaults::kLam);
+  EXPECT_EQ(o.k, kK);
+  EXPECT_EQ(o.eps, spotlight::defaults::kEps);
+  EXPECT_EQ(o.bins, kBins);
+  EXPECT_EQ(o.reduction, spotlight::defaults::kReduction);
+  EXPECT_EQ(o.mse_normalization, spotlight::defaults::kMseNormalization);
+  EXPECT_TRUE(o.default_variant());
+}
+
 // The C++ API checks its arguments like the ops do: spotlight::Error naming
 // the argument, before any work (so no null data pointer is read here).
 TEST(CppApi, EveryEntryPointRejectsBadArguments) {
   const float* none = nullptr;
   float out = 0;
   spotlight::LossSums sums;
-  auto message = [](auto&& call) {
-    try {
-      call();
-    } catch (const spotlight::Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no exception");
-  };
-  EXPECT_NE(message([&] { sc::otsu_thresholds(none, 0, 5, 256, &out); }).find("x must hold at least one sample"),
+  EXPECT_NE(message([&] { sc::otsu_thresholds(none, 0, 5, kBins, &out); }).find("x must hold at least one sample"),
             std::string::npos);
   EXPECT_NE(message([&] { sc::otsu_thresholds(none, 1, 5, 1, &out); }).find("bins must be"), std::string::npos);
-  EXPECT_NE(message([&] { sc::otsu_standardize(none, 1, 0, 256, &out); }).find("x must hold"), std::string::npos);
+  EXPECT_NE(message([&] { sc::otsu_standardize(none, 1, 0, kBins, &out); }).find("x must hold"), std::string::npos);
   EXPECT_NE(message([&] { sc::otsu_standardize(none, 1, 4, 0, &out); }).find("bins must be"), std::string::npos);
   EXPECT_NE(message([&] { sc::tunable_sigmoid(none, 4, 1.5, &out); }).find("k must lie"), std::string::npos);
   EXPECT_NE(message([&] { sc::tunable_sigmoid_backward(none, none, 4, -1.0, &out); }).find("k must lie"),
@@ -338,11 +380,11 @@ TEST(Terms, MaskedMseAndDiceMatchReference) {
   std::vector<spotlight::LossSums> sums(2);
   sc::masked_mse_sums(b.pred.data(), b.target.data(), mask, 2, 5000, sums.data());
   std::vector<double> soft(b.pred.size());
-  for (size_t i = 0; i < soft.size(); ++i) soft[i] = 0.5 * (1 + ref::sigmoid(b.pred[i] - 1.0, -0.95));
+  for (size_t i = 0; i < soft.size(); ++i) soft[i] = 0.5 * (1 + ref::sigmoid(b.pred[i] - 1.0, kK));
   std::vector<spotlight::LossSums> dsums(2);
   sc::soft_dice_sums(soft.data(), mask, 2, 5000, dsums.data());
   for (int s = 0; s < 2; ++s) {
-    const auto r = ref::terms(b.pred.data() + s * 5000, b.target.data() + s * 5000, 5000, 1.0, -0.95);
+    const auto r = ref::terms(b.pred.data() + s * 5000, b.target.data() + s * 5000, 5000, 1.0, kK);
     EXPECT_DOUBLE_EQ(sums[s].fg, r.fg);
     EXPECT_NEAR(sums[s].sq_err, r.se, 1e-9 * r.se);
     EXPECT_NEAR(dsums[s].soft, r.soft, 1e-9 * r.soft);

@@ -6,11 +6,13 @@
 
 #include "reference.hpp"
 #include "spotlight/core/math.hpp"
+#include "spotlight/core/options.hpp"
 
 namespace sm = spotlight::math;
+using spotlight::defaults::kK;
 
 TEST(TunableSigmoid, MatchesFormulaAndEndpoints) {
-  for (double k : {-0.95, -0.5, 0.0, 0.5, 0.9}) {
+  for (double k : {kK, -0.5, 0.0, 0.5, 0.9}) {
     for (double x = -1.5; x <= 1.5; x += 0.01) {
       EXPECT_NEAR(sm::clamped_tunable_sigmoid(x, k), ref::sigmoid(x, k), 1e-15) << "x=" << x << " k=" << k;
     }
@@ -21,7 +23,7 @@ TEST(TunableSigmoid, MatchesFormulaAndEndpoints) {
 }
 
 TEST(TunableSigmoid, GradientMatchesCentralDifference) {
-  for (double k : {-0.95, -0.3, 0.4}) {
+  for (double k : {kK, -0.3, 0.4}) {
     for (double x = -0.99; x < 0.99; x += 0.0137) {
       if (std::abs(x) < 1e-3) continue;  // |x| kink at 0
       const double h = 1e-6;
@@ -34,9 +36,9 @@ TEST(TunableSigmoid, GradientMatchesCentralDifference) {
 }
 
 TEST(SoftMask, HalfAtThresholdAndBounded) {
-  EXPECT_DOUBLE_EQ(sm::soft_mask(0.3, 0.3, -0.95), 0.5);
-  EXPECT_DOUBLE_EQ(sm::soft_mask(5.0, 0.3, -0.95), 1.0);
-  EXPECT_DOUBLE_EQ(sm::soft_mask(-5.0, 0.3, -0.95), 0.0);
+  EXPECT_DOUBLE_EQ(sm::soft_mask(0.3, 0.3, kK), 0.5);
+  EXPECT_DOUBLE_EQ(sm::soft_mask(5.0, 0.3, kK), 1.0);
+  EXPECT_DOUBLE_EQ(sm::soft_mask(-5.0, 0.3, kK), 0.0);
 }
 
 TEST(Clamp, PropagatesNaN) {

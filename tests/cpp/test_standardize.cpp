@@ -10,8 +10,10 @@
 
 #include "reference.hpp"
 #include "spotlight/cpu/standardize.hpp"
+#include "spotlight/core/options.hpp"
 
 namespace sc = spotlight::cpu;
+using spotlight::defaults::kBins;
 using spotlight::moments::StandardizeStats;
 
 namespace {
@@ -42,7 +44,7 @@ void expect_exact(const std::vector<T>& x, std::int64_t samples, double tol, con
   std::vector<T> out(x.size());
   std::vector<A> thr(static_cast<size_t>(samples));
   std::vector<StandardizeStats<A>> st(static_cast<size_t>(samples));
-  sc::otsu_standardize_forward(x.data(), samples, voxels, 256, out.data(), thr.data(), st.data(),
+  sc::otsu_standardize_forward(x.data(), samples, voxels, kBins, out.data(), thr.data(), st.data(),
                                sc::ThreadExecutor(2));
   for (std::int64_t s = 0; s < samples; ++s) {
     const T* v = x.data() + s * voxels;
@@ -94,12 +96,12 @@ TEST(Standardize, MatchesReference) {
   auto v = ref::random_volume(voxels, 29);
   for (auto& x : v) x = 100.0 + 7.0 * x;  // offset: a naive sum-of-squares would lose digits
   std::vector<double> out(v.size());
-  sc::otsu_standardize(v.data(), 1, voxels, 256, out.data(), sc::ThreadExecutor(2));
+  sc::otsu_standardize(v.data(), 1, voxels, kBins, out.data(), sc::ThreadExecutor(2));
   double mean = 0;
   for (double x : v) mean += x / voxels;
   double var = 0;
   for (double x : v) var += (x - mean) * (x - mean) / voxels;
-  const double t = ref::otsu(v, 256), sd = std::sqrt(var);
+  const double t = ref::otsu(v, kBins), sd = std::sqrt(var);
   for (std::int64_t i = 0; i < voxels; i += 101) EXPECT_NEAR(out[i], (v[i] - t) / sd, 1e-10);
 }
 
@@ -119,7 +121,7 @@ TEST(Standardize, FloatMomentsAreAccurate) {
 TEST(Standardize, ConstantSampleDividesByOne) {
   for (const float c : {4.0f, 0.0f, -1e30f, 1e-40f, FLT_MAX}) {
     std::vector<float> x(50, c), out(50);
-    sc::otsu_standardize(x.data(), 1, 50, 256, out.data());
+    sc::otsu_standardize(x.data(), 1, 50, kBins, out.data());
     for (float v : out) EXPECT_EQ(v, 0.0f) << c;
   }
 }
@@ -169,7 +171,7 @@ TEST(Standardize, NonFiniteSampleIsNaN) {
   std::vector<float> x(300, 1.0f), out(300);
   x[7] = 2.0f;
   x[200] = std::numeric_limits<float>::infinity();
-  sc::otsu_standardize(x.data(), 3, 100, 256, out.data());
+  sc::otsu_standardize(x.data(), 3, 100, kBins, out.data());
   for (int i = 0; i < 100; ++i) EXPECT_TRUE(std::isfinite(out[i]));
   for (int i = 100; i < 200; ++i) EXPECT_EQ(out[i], 0.0f);
   for (int i = 200; i < 300; ++i) EXPECT_TRUE(std::isnan(out[i]));
@@ -187,7 +189,7 @@ void expect_backward(long double scale, double tol) {
   for (double v : gv) g.push_back(static_cast<T>(v - 0.3));
   std::vector<A> thr(samples);
   std::vector<StandardizeStats<A>> st(samples);
-  sc::otsu_standardize_forward(x.data(), samples, voxels, 256, y.data(), thr.data(), st.data(), sc::ThreadExecutor(2));
+  sc::otsu_standardize_forward(x.data(), samples, voxels, kBins, y.data(), thr.data(), st.data(), sc::ThreadExecutor(2));
   sc::otsu_standardize_backward(g.data(), x.data(), samples, voxels, thr.data(), st.data(), gx.data(),
                                 sc::ThreadExecutor(2));
   for (std::int64_t s = 0; s < samples; ++s) {
@@ -220,7 +222,7 @@ TEST(StandardizeBackward, ConstantSampleIsIdentity) {
   for (int i = 0; i < 40; ++i) g[i] = 0.25f * static_cast<float>(i) - 2.0f;
   std::vector<float> thr(1);
   std::vector<StandardizeStats<float>> st(1);
-  sc::otsu_standardize_forward(x.data(), 1, 40, 256, y.data(), thr.data(), st.data());
+  sc::otsu_standardize_forward(x.data(), 1, 40, kBins, y.data(), thr.data(), st.data());
   sc::otsu_standardize_backward(g.data(), x.data(), 1, 40, thr.data(), st.data(), gx.data());
   for (int i = 0; i < 40; ++i) EXPECT_EQ(gx[i], g[i]);
 }

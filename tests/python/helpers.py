@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from spotlight_ops import defaults as D
+
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 # Relative tolerance of a loss value against the float64 reference: float
 # accumulation for float32, plus the rounding of the result to the dtype.
@@ -55,14 +57,14 @@ def opcheck_cases(device, dtype=torch.float64):
     ops = torch.ops.spotlight
     yield ops.otsu_threshold.default, (y, 256)
     yield ops.otsu_standardize.default, (y.clone().requires_grad_(), 64)
-    yield ops.tunable_sigmoid.default, (p, -0.95)
+    yield ops.tunable_sigmoid.default, (p, D.K)
     yield ops._tunable_sigmoid_backward.default, (torch.ones_like(y), y, -0.5)
     for red in ("batch", "mean", "none"):
         yield ops.masked_mse.default, (p, y, m, "foreground", red)
         yield ops.soft_dice.default, (p, m, 1e-6, red)
-        yield ops.loss.default, (p, y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
+        yield ops.loss.default, (p, y, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, red)
         yield ops.loss.default, (p, y, t, 0.3, -0.9, 1e-6, 256, "all", red)
-        yield ops._loss_forward.default, (p.detach(), y, None, 0.5, -0.95, 1e-6, 256, "foreground", red)
-    fwd = ops._loss_forward.default(p.detach(), y, t, 0.5, -0.95, 1e-6, 256, "foreground", "none")
+        yield ops._loss_forward.default, (p.detach(), y, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, red)
+    fwd = ops._loss_forward.default(p.detach(), y, t, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, "none")
     yield ops._loss_backward.default, (torch.ones(3, dtype=dtype, device=device), p.detach(), y, fwd[1],
-                                       fwd[2], 0.5, -0.95, 1e-6, "foreground", "none", True)
+                                       fwd[2], D.LAM, D.K, D.EPS, D.MSE_NORMALIZATION, "none", True)

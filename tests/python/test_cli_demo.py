@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from spotlight_ops.cli import build_parser, main
 from spotlight_ops.data import read_volume
-from spotlight_ops.demo import QUICK, _evaluation_summary, psnr, run_demo, summarize
+from spotlight_ops.demo import QUICK, _evaluation_summary, summarize
 
 from _training_helpers import CLI, subprocess_env
 
@@ -21,23 +20,17 @@ def test_help_lists_the_subcommands(capsys):
         build_parser().parse_args(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for command in ("train", "predict", "demo"):
+    for command in ("train", "predict", "demo", "evaluate"):
         assert command in text
-    try:
-        from spotlight_ops.evaluation import cli  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        assert "evaluate" in text
     assert main([]) == 2  # no command: help and a usage error
 
 
-def test_psnr_and_summary():
+def test_summary():
     target = np.linspace(0, 1, 1000).reshape(10, 10, 10)
-    assert psnr(target, target) == float("inf")
-    assert psnr(target + 0.1, target) == pytest.approx(20.0)
     mask = np.zeros(target.shape, np.uint16)
     mask[5:] = 1
+    shifted = summarize("m", [target + 0.1], [target], [mask])  # PSNR with R = the target's range (1)
+    assert shifted["psnr"] == pytest.approx(20.0) and shifted["psnr_foreground"] == pytest.approx(20.0)
     row = summarize("m", [np.where(mask > 0, target, -1.0)], [target], [mask])
     assert row["background_mean"] == -1.0 and row["background_std"] == 0.0
     assert row["psnr_foreground"] == float("inf") and row["background_above_threshold"] == 0.0
@@ -59,18 +52,6 @@ def test_psnr_and_summary():
     assert "| a | 15.000 |" in _evaluation_summary(rows)
 
 
-def test_demo_without_the_evaluation_package(tmp_path, monkeypatch):
-    """The demo computes its own PSNR when spotlight_ops.evaluation cannot be imported."""
-    monkeypatch.setitem(sys.modules, "spotlight_ops.evaluation", None)  # import raises ImportError
-    settings = dict(QUICK, iterations=2, n_train=2)
-    result = run_demo(tmp_path, settings, progress=False, num_threads=1)
-    assert [r["model"] for r in result["rows"]] == ["target (ground truth)", "mse", "spotlight"]
-    assert result["evaluation"] is None
-    report = (tmp_path / "report.md").read_text()
-    assert "not available" in report and "| mse |" in report
-    assert not (tmp_path / "evaluation").exists()
-
-
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run([*CLI, "demo", "--quick", "--out", str(out), "--no-progress", "--num-threads", "1"],
@@ -86,6 +67,13 @@ def test_demo_quick_end_to_end(tmp_path):
     assert "Segmentation tuned on the targets" in (out / "evaluation" / "report.md").read_text()
     assert "paper's pattern" in result.stdout
     assert "| mse |" in report and "| spotlight |" in report
+    # the hyperparameters are the trained configs' (runs/spotlight/config.yaml), not the demo's literals
+    from spotlight_ops.training import TrainConfig
+    from spotlight_ops.training.config import read_yaml
+
+    trained = TrainConfig.from_dict(read_yaml(out / "runs" / "spotlight" / "config.yaml"))
+    assert f"Spotlight with lam {trained.lam:g}, k {trained.k:g}," in report
+    assert f"MSE term {trained.mse_term!r}" in report and f"{trained.iterations} Adam iterations" in report
     for picture in ("slices_00.png", "background_histogram.png"):
         assert (out / picture).stat().st_size > 1000 and f"]({picture})" in report
     metrics = json.loads((out / "metrics.json").read_text())

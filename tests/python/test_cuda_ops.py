@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import spotlight_ops as so
+from spotlight_ops import defaults as D
 from conftest import CUDA
 from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, opcheck_cases, pred_like
 
@@ -286,10 +287,11 @@ def test_loss_backward_reads_expanded_and_float64_upstream_gradients():
         if upstream == "sum":
             out.sum().backward()  # an expanded (stride 0) gradient reaches the op
         else:
-            fwd = torch.ops.spotlight._loss_forward(pp.detach(), y, None, 0.5, -0.95, 1e-6, 256, "foreground", "none")
+            fwd = torch.ops.spotlight._loss_forward(pp.detach(), y, None, D.LAM, D.K, D.EPS, D.BINS,
+                                                    D.MSE_NORMALIZATION, "none")
             dtype = torch.float64 if upstream == "float64" else torch.float32
             g = torch.ones(p.shape[0], dtype=dtype, device=DEVICE)
-            pp.grad = torch.ops.spotlight._loss_backward(g, pp.detach(), y, fwd[1], fwd[2], 0.5, -0.95, 1e-6,
+            pp.grad = torch.ops.spotlight._loss_backward(g, pp.detach(), y, fwd[1], fwd[2], D.LAM, D.K, D.EPS,
                                                          "foreground", "none", False)[0]
         grads.append(pp.grad)
     assert torch.equal(grads[0], grads[1])

@@ -9,6 +9,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import spotlight_ops as so
+from spotlight_ops import defaults as D
 from conftest import DEVICES
 from helpers import nuclei_like, pred_like
 
@@ -158,7 +159,7 @@ def test_fake_kernel_shapes_of_the_variants():
         assert torch.ops.spotlight.loss(p, p, reduction="none", per_channel=True).shape == (2, 3)
         assert torch.ops.spotlight.loss(p, p, reduction="none").shape == (2,)
         assert torch.ops.spotlight.loss(p, p, reduction="sum").shape == ()
-        fwd = torch.ops.spotlight._loss_forward(p, p, None, 0.5, -0.95, 1e-6, 256, "foreground", "none",
+        fwd = torch.ops.spotlight._loss_forward(p, p, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, "none",
                                                 per_channel=True)
         assert fwd[1].shape == (6,) and fwd[2].shape == (6, 6)
 

@@ -2,7 +2,10 @@
 // names as the PyTorch ops spell them, and their validation.
 #pragma once
 
+#include <array>
 #include <cmath>
+#include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "spotlight/core/error.hpp"
@@ -50,44 +53,115 @@ enum class EmptyPools : int {
                    // Dice averaged over the pools whose mask is neither empty nor full
 };
 
-inline Reduction parse_reduction(std::string_view name) {
-  if (name == "batch") return Reduction::kBatch;
-  if (name == "mean") return Reduction::kMean;
-  if (name == "sum") return Reduction::kSum;
-  if (name == "none") return Reduction::kNone;
-  detail::fail("reduction must be one of 'batch', 'mean', 'sum', 'none', got '", name, "'");
+// Each enum's values and the names the PyTorch ops and the Python package
+// spell them with, in the order error messages list them: one table per enum,
+// read by parse_option and option_name (the op glue and the schema strings of
+// ops/library.cpp use these; nothing else spells a name).
+template <class E>
+struct NamedValue {
+  E value;
+  std::string_view name;
+};
+
+template <class E>
+struct OptionNames;  // argument: the op argument's name; values: the table
+
+template <>
+struct OptionNames<Reduction> {
+  static constexpr std::string_view argument = "reduction";
+  static constexpr std::array<NamedValue<Reduction>, 4> values{{{Reduction::kBatch, "batch"},
+                                                                {Reduction::kMean, "mean"},
+                                                                {Reduction::kSum, "sum"},
+                                                                {Reduction::kNone, "none"}}};
+};
+template <>
+struct OptionNames<MseNormalization> {
+  static constexpr std::string_view argument = "mse_normalization";
+  static constexpr std::array<NamedValue<MseNormalization>, 2> values{
+      {{MseNormalization::kForeground, "foreground"}, {MseNormalization::kAll, "all"}}};
+};
+template <>
+struct OptionNames<SoftMask> {
+  static constexpr std::string_view argument = "soft_mask";
+  static constexpr std::array<NamedValue<SoftMask>, 3> values{
+      {{SoftMask::kClamped, "clamped"}, {SoftMask::kUnclamped, "unclamped"}, {SoftMask::kViscy, "viscy"}}};
+};
+template <>
+struct OptionNames<MaskRule> {
+  static constexpr std::string_view argument = "mask_rule";
+  static constexpr std::array<NamedValue<MaskRule>, 2> values{
+      {{MaskRule::kGreater, "greater"}, {MaskRule::kGreaterEqual, "greater_equal"}}};
+};
+template <>
+struct OptionNames<DiceDenominator> {
+  static constexpr std::string_view argument = "dice_denominator";
+  static constexpr std::array<NamedValue<DiceDenominator>, 2> values{
+      {{DiceDenominator::kLinear, "linear"}, {DiceDenominator::kSquared, "squared"}}};
+};
+template <>
+struct OptionNames<EmptyPools> {
+  static constexpr std::string_view argument = "empty_pools";
+  static constexpr std::array<NamedValue<EmptyPools>, 2> values{
+      {{EmptyPools::kSpotlight, "spotlight"}, {EmptyPools::kViscy, "viscy"}}};
+};
+
+// The name of an enum value, as the ops spell it.
+template <class E>
+constexpr std::string_view option_name(E value) {
+  for (const auto& v : OptionNames<E>::values)
+    if (v.value == value) return v.name;
+  return "?";  // unreachable for a value of the enum
 }
 
-inline SoftMask parse_soft_mask(std::string_view name) {
-  if (name == "clamped") return SoftMask::kClamped;
-  if (name == "unclamped") return SoftMask::kUnclamped;
-  if (name == "viscy") return SoftMask::kViscy;
-  detail::fail("soft_mask must be one of 'clamped', 'unclamped', 'viscy', got '", name, "'");
+// The allowed names as error messages list them: "'a' or 'b'", or
+// "one of 'a', 'b', 'c'".
+template <class E>
+std::string allowed_names() {
+  constexpr auto& values = OptionNames<E>::values;
+  std::string out = values.size() == 2 ? "" : "one of ";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += values.size() == 2 ? " or " : ", ";
+    out += "'";
+    out += values[i].name;
+    out += "'";
+  }
+  return out;
 }
 
-inline MaskRule parse_mask_rule(std::string_view name) {
-  if (name == "greater") return MaskRule::kGreater;
-  if (name == "greater_equal") return MaskRule::kGreaterEqual;
-  detail::fail("mask_rule must be 'greater' or 'greater_equal', got '", name, "'");
+// The enum value of `name`; spotlight::Error naming the argument and the
+// allowed names otherwise, e.g. "reduction must be one of 'batch', 'mean',
+// 'sum', 'none', got 'max'".
+template <class E>
+E parse_option(std::string_view name) {
+  for (const auto& v : OptionNames<E>::values)
+    if (v.name == name) return v.value;
+  detail::fail(OptionNames<E>::argument, " must be ", allowed_names<E>(), ", got '", name, "'");
 }
 
-inline DiceDenominator parse_dice_denominator(std::string_view name) {
-  if (name == "linear") return DiceDenominator::kLinear;
-  if (name == "squared") return DiceDenominator::kSquared;
-  detail::fail("dice_denominator must be 'linear' or 'squared', got '", name, "'");
-}
-
-inline EmptyPools parse_empty_pools(std::string_view name) {
-  if (name == "spotlight") return EmptyPools::kSpotlight;
-  if (name == "viscy") return EmptyPools::kViscy;
-  detail::fail("empty_pools must be 'spotlight' or 'viscy', got '", name, "'");
-}
-
+inline Reduction parse_reduction(std::string_view name) { return parse_option<Reduction>(name); }
+inline SoftMask parse_soft_mask(std::string_view name) { return parse_option<SoftMask>(name); }
+inline MaskRule parse_mask_rule(std::string_view name) { return parse_option<MaskRule>(name); }
+inline DiceDenominator parse_dice_denominator(std::string_view name) { return parse_option<DiceDenominator>(name); }
+inline EmptyPools parse_empty_pools(std::string_view name) { return parse_option<EmptyPools>(name); }
 inline MseNormalization parse_mse_normalization(std::string_view name) {
-  if (name == "foreground") return MseNormalization::kForeground;
-  if (name == "all") return MseNormalization::kAll;
-  detail::fail("mse_normalization must be 'foreground' or 'all', got '", name, "'");
+  return parse_option<MseNormalization>(name);
 }
+
+// The defaults of every loss parameter (SPEC sections 3-5 and 11): LossOptions
+// below, the op schemas (ops/library.cpp) and the C++ tests read them here.
+namespace defaults {
+inline constexpr double kLam = 0.5;    // weight of the masked MSE
+inline constexpr double kK = -0.95;    // steepness of the tunable sigmoid: a steep soft step at T
+inline constexpr double kEps = 1e-6;   // Dice smoothing
+inline constexpr int kBins = 256;      // Otsu histogram bins (scikit-image's default)
+inline constexpr MseNormalization kMseNormalization = MseNormalization::kForeground;
+inline constexpr Reduction kReduction = Reduction::kBatch;
+inline constexpr SoftMask kSoftMask = SoftMask::kClamped;
+inline constexpr MaskRule kMaskRule = MaskRule::kGreater;
+inline constexpr DiceDenominator kDiceDenominator = DiceDenominator::kLinear;
+inline constexpr EmptyPools kEmptyPools = EmptyPools::kSpotlight;
+inline constexpr bool kPerChannel = false;  // pools per sample, not per (sample, channel)
+}  // namespace defaults
 
 inline void check_bins(long long bins) {
   check(bins >= 2 && bins <= (1 << 24), "bins must be an integer in [2, 16777216], got ", bins);
@@ -108,17 +182,17 @@ inline void check_eps(double eps) {
 }
 
 struct LossOptions {
-  double lam = 0.5;    // weight of the masked MSE; 1 - lam weighs the Dice term
-  double k = -0.95;    // steepness of the tunable sigmoid
-  double eps = 1e-6;   // Dice smoothing
-  int bins = 256;      // Otsu histogram bins
-  MseNormalization mse_normalization = MseNormalization::kForeground;
-  Reduction reduction = Reduction::kBatch;
+  double lam = defaults::kLam;  // weight of the masked MSE; 1 - lam weighs the Dice term
+  double k = defaults::kK;      // steepness of the tunable sigmoid
+  double eps = defaults::kEps;  // Dice smoothing
+  int bins = defaults::kBins;   // Otsu histogram bins
+  MseNormalization mse_normalization = defaults::kMseNormalization;
+  Reduction reduction = defaults::kReduction;
   // The published variants (SPEC section 11); the defaults are sections 2-5.
-  SoftMask soft_mask = SoftMask::kClamped;
-  MaskRule mask_rule = MaskRule::kGreater;
-  DiceDenominator dice_denominator = DiceDenominator::kLinear;
-  EmptyPools empty_pools = EmptyPools::kSpotlight;
+  SoftMask soft_mask = defaults::kSoftMask;
+  MaskRule mask_rule = defaults::kMaskRule;
+  DiceDenominator dice_denominator = defaults::kDiceDenominator;
+  EmptyPools empty_pools = defaults::kEmptyPools;
   // A given foreground mask, [samples * voxels] bools on the device of the
   // kernels (a precomputed weight map), or null for M from mask_rule. T still
   // centres the soft mask.
@@ -126,8 +200,8 @@ struct LossOptions {
 
   // Sections 2-5 exactly: the kernels then run their specialised default path.
   bool default_variant() const {
-    return mask == nullptr && soft_mask == SoftMask::kClamped && mask_rule == MaskRule::kGreater &&
-           dice_denominator == DiceDenominator::kLinear && empty_pools == EmptyPools::kSpotlight;
+    return mask == nullptr && soft_mask == defaults::kSoftMask && mask_rule == defaults::kMaskRule &&
+           dice_denominator == defaults::kDiceDenominator && empty_pools == defaults::kEmptyPools;
   }
 
   void validate() const {
@@ -136,8 +210,7 @@ struct LossOptions {
     check_eps(eps);
     check_bins(bins);
     // Without the clamp, k - 2k|x| + 1 stays positive for every x only when k <= 0.
-    check(soft_mask == SoftMask::kClamped || k <= 0.0, "k must be <= 0 for soft_mask '",
-          soft_mask == SoftMask::kUnclamped ? "unclamped" : "viscy",
+    check(soft_mask == SoftMask::kClamped || k <= 0.0, "k must be <= 0 for soft_mask '", option_name(soft_mask),
           "' (the sigmoid of an unclamped P - T has a pole for k > 0), got ", k);
   }
 };

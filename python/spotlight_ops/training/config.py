@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from .. import defaults
 from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
@@ -47,8 +48,8 @@ class TrainConfig:
     train_csv: Optional[str] = None
     out_dir: Optional[str] = None
     loss: str = "spotlight"
-    lam: float = 0.5
-    k: float = -0.95
+    lam: float = defaults.LAM
+    k: float = defaults.K
     mse_term: str = "plain"  # Spotlight's MSE term: "plain" (every voxel, docs/collapse.md) or "masked" (the paper)
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)

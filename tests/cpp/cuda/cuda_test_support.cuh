@@ -35,6 +35,8 @@ using spotlight::LossOptions;
 using spotlight::LossSums;
 using spotlight::MseNormalization;
 using spotlight::Reduction;
+using spotlight::defaults::kBins;  // the default Otsu bins and sigmoid k
+using spotlight::defaults::kK;
 
 inline bool cuda_usable() {
   int devices = 0;

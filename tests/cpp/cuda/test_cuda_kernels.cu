@@ -41,11 +41,11 @@ TYPED_TEST(CudaKernels, OtsuWithinOneBinOfReference) {
   using T = TypeParam;
   const index_t voxels = 50000;
   const Batch<T> b = make_batch<T>(2, voxels, 3);
-  const auto got = cuda_thresholds(b.target, 2, voxels, 256);
+  const auto got = cuda_thresholds(b.target, 2, voxels, kBins);
   for (index_t s = 0; s < 2; ++s) {
     const std::vector<double> v(b.target_acc.begin() + s * voxels, b.target_acc.begin() + (s + 1) * voxels);
     const double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
-    EXPECT_LE(std::abs(got[s] - ref::otsu(v, 256)), (hi - lo) / 256 * 1.0001) << "sample " << s;
+    EXPECT_LE(std::abs(got[s] - ref::otsu(v, kBins)), (hi - lo) / 256 * 1.0001) << "sample " << s;
   }
 }
 
@@ -65,8 +65,8 @@ TYPED_TEST(CudaKernels, OtsuConstantSkewedAndNonFiniteSamples) {
     xt.push_back(from_double<T>(v));
     xa.push_back(static_cast<acc_t<T>>(to_double(xt.back())));
   }
-  const auto got = cuda_thresholds(xt, 4, voxels, 256);
-  expect_same_bits(got, cpu_thresholds<T>(xa, 4, voxels, 256), "special samples");
+  const auto got = cuda_thresholds(xt, 4, voxels, kBins);
+  expect_same_bits(got, cpu_thresholds<T>(xa, 4, voxels, kBins), "special samples");
   EXPECT_EQ(got[0], acc_t<T>(3.5));
   EXPECT_TRUE(std::isnan(got[2]));
   EXPECT_TRUE(std::isnan(got[3]));
@@ -76,9 +76,9 @@ TEST(CudaKernelsWorkspace, TooSmallIsAnErrorNotAWrite) {
   SKIP_WITHOUT_GPU();
   DeviceArray<float> x(std::vector<float>(1000, 1.0f));
   DeviceArray<float> out(1);
-  const size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(1, 1000, 256);
+  const size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(1, 1000, kBins);
   DeviceArray<unsigned char> ws(bytes);
-  EXPECT_EQ(scu::otsu_thresholds(x.get(), 1, 1000, 256, out.get(), ws.get(), bytes - 1, cudaStream_t{}),
+  EXPECT_EQ(scu::otsu_thresholds(x.get(), 1, 1000, kBins, out.get(), ws.get(), bytes - 1, cudaStream_t{}),
             cudaErrorInvalidValue);
 }
 
@@ -297,11 +297,11 @@ TYPED_TEST(CudaKernels, StandardizeMatchesCpu) {
   using A = acc_t<T>;
   const Batch<T> b = make_batch<T>(3, 50021, 37);
   DeviceArray<T> x(b.target), out(b.target.size());
-  const size_t bytes = scu::otsu_standardize_workspace_bytes<T>(3, b.voxels, 256);
+  const size_t bytes = scu::otsu_standardize_workspace_bytes<T>(3, b.voxels, kBins);
   DeviceArray<unsigned char> ws(bytes);
-  ASSERT_EQ(scu::otsu_standardize(x.get(), 3, b.voxels, 256, out.get(), ws.get(), bytes, cudaStream_t{}), cudaSuccess);
+  ASSERT_EQ(scu::otsu_standardize(x.get(), 3, b.voxels, kBins, out.get(), ws.get(), bytes, cudaStream_t{}), cudaSuccess);
   std::vector<A> want(b.target.size());
-  sc::otsu_standardize(b.target_acc.data(), 3, b.voxels, 256, want.data(), sc::SerialExecutor{});
+  sc::otsu_standardize(b.target_acc.data(), 3, b.voxels, kBins, want.data(), sc::SerialExecutor{});
   const auto got = out.host();
   for (size_t i = 0; i < want.size(); i += 3)
     EXPECT_NEAR(to_double(got[i]), want[i], 4 * rounding_of<T>() * std::max(1.0, std::abs(double(want[i]))))
@@ -320,14 +320,14 @@ TYPED_TEST(CudaKernels, TunableSigmoidMatchesCpuAlignedAndNot) {
     xa.push_back(static_cast<A>(to_double(x.back())));
   }
   std::vector<A> want(static_cast<size_t>(count)), want_grad(static_cast<size_t>(count)), ones(xa.size(), A(1));
-  sc::tunable_sigmoid(xa.data(), count, -0.95, want.data(), sc::SerialExecutor{});
-  sc::tunable_sigmoid_backward(ones.data(), xa.data(), count, -0.95, want_grad.data(), sc::SerialExecutor{});
+  sc::tunable_sigmoid(xa.data(), count, kK, want.data(), sc::SerialExecutor{});
+  sc::tunable_sigmoid_backward(ones.data(), xa.data(), count, kK, want_grad.data(), sc::SerialExecutor{});
   DeviceArray<T> dx(x), out(x.size() + 1), grad(x.size() + 1);
   DeviceArray<T> dones(std::vector<T>(x.size() + 1, from_double<T>(1.0)));
   for (const index_t offset : {index_t{0}, index_t{1}}) {  // 1: misaligned, the scalar path
     const index_t n = count - offset;
-    ASSERT_EQ(scu::tunable_sigmoid(dx.get() + offset, n, -0.95, out.get() + offset, cudaStream_t{}), cudaSuccess);
-    ASSERT_EQ(scu::tunable_sigmoid_backward(dones.get() + offset, dx.get() + offset, n, -0.95, grad.get() + offset,
+    ASSERT_EQ(scu::tunable_sigmoid(dx.get() + offset, n, kK, out.get() + offset, cudaStream_t{}), cudaSuccess);
+    ASSERT_EQ(scu::tunable_sigmoid_backward(dones.get() + offset, dx.get() + offset, n, kK, grad.get() + offset,
                                             cudaStream_t{}),
               cudaSuccess);
     const auto got = out.host(), got_grad = grad.host();

@@ -37,16 +37,16 @@ void expect_like_cpu(const std::vector<T>& x, index_t samples, double rtol, cons
   std::vector<StandardizeStats<A>> st(samples);
   std::vector<T> y(x.size()), g(x.size()), gx(x.size());
   for (size_t i = 0; i < g.size(); ++i) g[i] = static_cast<T>(std::sin(0.37 * static_cast<double>(i)));
-  sc::otsu_standardize_forward(x.data(), samples, voxels, 256, y.data(), thr.data(), st.data(), sc::SerialExecutor{});
+  sc::otsu_standardize_forward(x.data(), samples, voxels, kBins, y.data(), thr.data(), st.data(), sc::SerialExecutor{});
   sc::otsu_standardize_backward(g.data(), x.data(), samples, voxels, thr.data(), st.data(), gx.data(),
                                 sc::SerialExecutor{});
 
   DeviceArray<T> dx(x), dy(x.size()), dg(g), dgx(x.size());
   DeviceArray<A> dthr(samples);
   DeviceArray<StandardizeStats<A>> dst(samples);
-  const size_t bytes = scu::otsu_standardize_workspace_bytes<T>(samples, voxels, 256);
+  const size_t bytes = scu::otsu_standardize_workspace_bytes<T>(samples, voxels, kBins);
   DeviceArray<unsigned char> ws(bytes);
-  ASSERT_EQ(scu::otsu_standardize_forward(dx.get(), samples, voxels, 256, dy.get(), dthr.get(), dst.get(), ws.get(),
+  ASSERT_EQ(scu::otsu_standardize_forward(dx.get(), samples, voxels, kBins, dy.get(), dthr.get(), dst.get(), ws.get(),
                                           bytes, cudaStream_t{}),
             cudaSuccess);
   const size_t back_bytes = scu::otsu_standardize_backward_workspace_bytes<T>(samples, voxels);

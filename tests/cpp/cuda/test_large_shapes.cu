@@ -132,9 +132,9 @@ TEST(CudaLargeShapes, Float16SampleOfMoreThan2To31VoxelsHasItsExactSums) {
   // The threshold alone, then the fused forward (every reduction).
   {
     DeviceArray<float> t(1);
-    const size_t bytes = scu::otsu_thresholds_workspace_bytes<T>(1, kHugeVoxels, 256);
+    const size_t bytes = scu::otsu_thresholds_workspace_bytes<T>(1, kHugeVoxels, kBins);
     DeviceArray<unsigned char> ws(bytes);
-    ASSERT_EQ(scu::otsu_thresholds(y.get(), 1, kHugeVoxels, 256, t.get(), ws.get(), bytes, cudaStream_t{}),
+    ASSERT_EQ(scu::otsu_thresholds(y.get(), 1, kHugeVoxels, kBins, t.get(), ws.get(), bytes, cudaStream_t{}),
               cudaSuccess);
     EXPECT_EQ(t.host()[0], static_cast<float>(pattern::kThreshold));
   }
@@ -193,7 +193,7 @@ TEST(CudaLargeShapes, FloatSampleOfMoreThan16_8MVoxelsMatchesCpu) {
   SKIP_WITHOUT_GPU();
   using T = float;
   const Batch<T> b = make_batch<T>(1, kLongVoxels, 61);
-  expect_same_bits(cuda_thresholds(b.target, 1, kLongVoxels, 256), cpu_thresholds<T>(b.target_acc, 1, kLongVoxels, 256),
+  expect_same_bits(cuda_thresholds(b.target, 1, kLongVoxels, kBins), cpu_thresholds<T>(b.target_acc, 1, kLongVoxels, kBins),
                    "threshold");
   for (const auto red : {Reduction::kBatch, Reduction::kNone}) {
     LossOptions o;
@@ -238,8 +238,8 @@ TEST(CudaLargeShapes, MoreThan65535SamplesMatchCpu) {
   SKIP_WITHOUT_GPU();
   using T = float;
   const Batch<T> b = make_batch<T>(kManySamples, 37, 67);
-  expect_same_bits(cuda_thresholds(b.target, kManySamples, 37, 256),
-                   cpu_thresholds<T>(b.target_acc, kManySamples, 37, 256), "thresholds");
+  expect_same_bits(cuda_thresholds(b.target, kManySamples, 37, kBins),
+                   cpu_thresholds<T>(b.target_acc, kManySamples, 37, kBins), "thresholds");
   for (const auto red : {Reduction::kBatch, Reduction::kMean, Reduction::kNone}) {
     LossOptions o;
     o.reduction = red;

@@ -88,15 +88,15 @@ TYPED_TEST(CudaSmallShapes, OtsuStandardize) {
   const Batch<T> b = make_batch<T>(3, 30011, 43);
   DeviceArray<T> x(b.target);
   const Bytes got = expect_workspace_independent(
-      scu::otsu_standardize_workspace_bytes<T>(3, b.voxels, 256),
+      scu::otsu_standardize_workspace_bytes<T>(3, b.voxels, kBins),
       [&](void* ws, size_t bytes) {
         DeviceArray<T> out(b.target.size());
-        EXPECT_EQ(scu::otsu_standardize(x.get(), 3, b.voxels, 256, out.get(), ws, bytes, cudaStream_t{}), cudaSuccess);
+        EXPECT_EQ(scu::otsu_standardize(x.get(), 3, b.voxels, kBins, out.get(), ws, bytes, cudaStream_t{}), cudaSuccess);
         return bytes_of(out);
       },
       "otsu_standardize");
   std::vector<A> want(b.target.size());
-  sc::otsu_standardize(b.target_acc.data(), 3, b.voxels, 256, want.data(), sc::SerialExecutor{});
+  sc::otsu_standardize(b.target_acc.data(), 3, b.voxels, kBins, want.data(), sc::SerialExecutor{});
   const std::vector<T> out = values_of<T>(got);
   for (size_t i = 0; i < want.size(); i += 5)
     EXPECT_NEAR(to_double(out[i]), want[i], 4 * rounding_of<T>() * std::max(1.0, std::abs(double(want[i]))));
@@ -253,16 +253,16 @@ TYPED_TEST(CudaSmallShapes, TunableSigmoidAndBackward) {
     xa.push_back(static_cast<A>(to_double(x.back())));
   }
   std::vector<A> want(xa.size()), want_grad(xa.size());
-  sc::tunable_sigmoid(xa.data(), count, -0.95, want.data(), sc::SerialExecutor{});
-  sc::tunable_sigmoid_backward(ones.data(), xa.data(), count, -0.95, want_grad.data(), sc::SerialExecutor{});
+  sc::tunable_sigmoid(xa.data(), count, kK, want.data(), sc::SerialExecutor{});
+  sc::tunable_sigmoid_backward(ones.data(), xa.data(), count, kK, want_grad.data(), sc::SerialExecutor{});
   DeviceArray<T> dx(x), dones(std::vector<T>(x.size(), from_double<T>(1.0)));
   for (const index_t offset : {index_t{0}, index_t{1}}) {
     DeviceArray<T> out(x.size()), grad(x.size());
     out.fill_bytes(0);
     grad.fill_bytes(0);
     const index_t n = count - offset;
-    ASSERT_EQ(scu::tunable_sigmoid(dx.get() + offset, n, -0.95, out.get() + offset, cudaStream_t{}), cudaSuccess);
-    ASSERT_EQ(scu::tunable_sigmoid_backward(dones.get() + offset, dx.get() + offset, n, -0.95, grad.get() + offset,
+    ASSERT_EQ(scu::tunable_sigmoid(dx.get() + offset, n, kK, out.get() + offset, cudaStream_t{}), cudaSuccess);
+    ASSERT_EQ(scu::tunable_sigmoid_backward(dones.get() + offset, dx.get() + offset, n, kK, grad.get() + offset,
                                             cudaStream_t{}),
               cudaSuccess);
     const auto got = out.host(), got_grad = grad.host();
@@ -289,10 +289,10 @@ TEST(CudaSmallShapesNoGpu, NullOrMisalignedWorkspaceIsAnError) {
   void* misaligned = reinterpret_cast<void*>(std::uintptr_t{4096 + 8});
   for (void* ws : {static_cast<void*>(nullptr), misaligned}) {
     const std::string what = ws ? "misaligned" : "null";
-    size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, 256);
-    EXPECT_EQ(scu::otsu_thresholds(x, n, v, 256, out, ws, bytes, cudaStream_t{}), cudaErrorInvalidValue) << what;
-    bytes = scu::otsu_standardize_workspace_bytes<float>(n, v, 256);
-    EXPECT_EQ(scu::otsu_standardize(x, n, v, 256, out, ws, bytes, cudaStream_t{}), cudaErrorInvalidValue) << what;
+    size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, kBins);
+    EXPECT_EQ(scu::otsu_thresholds(x, n, v, kBins, out, ws, bytes, cudaStream_t{}), cudaErrorInvalidValue) << what;
+    bytes = scu::otsu_standardize_workspace_bytes<float>(n, v, kBins);
+    EXPECT_EQ(scu::otsu_standardize(x, n, v, kBins, out, ws, bytes, cudaStream_t{}), cudaErrorInvalidValue) << what;
     for (const bool otsu : {true, false}) {
       bytes = scu::loss_forward_workspace_bytes<float>(n, v, o.bins, otsu);
       EXPECT_EQ(scu::loss_forward(x, x, n, v, otsu ? nullptr : x, o, out, out, sums, ws, bytes, cudaStream_t{}),
@@ -324,11 +324,11 @@ TEST(CudaSmallShapesErrors, NullWorkspaceLeavesTheContextUsable) {
   const index_t n = 2, v = 10000;
   const Batch<float> b = make_batch<float>(n, v, 59);
   DeviceArray<float> x(b.target), out(static_cast<size_t>(n));
-  const size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, 256);
-  EXPECT_EQ(scu::otsu_thresholds(x.get(), n, v, 256, out.get(), nullptr, bytes, cudaStream_t{}), cudaErrorInvalidValue);
+  const size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, kBins);
+  EXPECT_EQ(scu::otsu_thresholds(x.get(), n, v, kBins, out.get(), nullptr, bytes, cudaStream_t{}), cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   DeviceArray<unsigned char> ws(bytes);
-  ASSERT_EQ(scu::otsu_thresholds(x.get(), n, v, 256, out.get(), ws.get(), bytes, cudaStream_t{}), cudaSuccess);
-  expect_same_bits(out.host(), cpu_thresholds<float>(b.target_acc, n, v, 256), "after the error");
+  ASSERT_EQ(scu::otsu_thresholds(x.get(), n, v, kBins, out.get(), ws.get(), bytes, cudaStream_t{}), cudaSuccess);
+  expect_same_bits(out.host(), cpu_thresholds<float>(b.target_acc, n, v, kBins), "after the error");
 }

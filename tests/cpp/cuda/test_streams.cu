@@ -40,8 +40,8 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   LossOptions o;
   LossOptions none;
   none.reduction = Reduction::kNone;
-  size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, 256);
-  bytes = std::max(bytes, scu::otsu_standardize_workspace_bytes<float>(n, v, 256));
+  size_t bytes = scu::otsu_thresholds_workspace_bytes<float>(n, v, kBins);
+  bytes = std::max(bytes, scu::otsu_standardize_workspace_bytes<float>(n, v, kBins));
   bytes = std::max(bytes, scu::loss_forward_workspace_bytes<float>(n, v, o.bins, true));
   bytes = std::max(bytes, scu::term_workspace_bytes<float>(n, v));
   DeviceArray<unsigned char> ws1(bytes), ws2(bytes), ws3(bytes), ws4(bytes), ws5(bytes);
@@ -55,8 +55,8 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   spin<<<1, 1>>>(2'000'000'000ull);  // 2 s on the legacy default stream
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   const bool* m = reinterpret_cast<const bool*>(mask.get());
-  ASSERT_EQ(scu::otsu_thresholds(y.get(), n, v, 256, otsu.get(), ws1.get(), bytes, side), cudaSuccess);
-  ASSERT_EQ(scu::otsu_standardize(y.get(), n, v, 256, standardized.get(), ws2.get(), bytes, side), cudaSuccess);
+  ASSERT_EQ(scu::otsu_thresholds(y.get(), n, v, kBins, otsu.get(), ws1.get(), bytes, side), cudaSuccess);
+  ASSERT_EQ(scu::otsu_standardize(y.get(), n, v, kBins, standardized.get(), ws2.get(), bytes, side), cudaSuccess);
   ASSERT_EQ(scu::loss_forward(p.get(), y.get(), n, v, static_cast<const A*>(nullptr), o, loss_otsu.get(), thr.get(),
                               sums.get(), ws3.get(), bytes, side),
             cudaSuccess);
@@ -69,7 +69,7 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   ASSERT_EQ(scu::masked_mse(p.get(), y.get(), m, n, v, MseNormalization::kForeground, Reduction::kBatch, mse.get(),
                             mse_sums_dev.get(), ws5.get(), bytes, side),
             cudaSuccess);
-  ASSERT_EQ(scu::tunable_sigmoid(p.get(), n * v, -0.95, soft.get(), side), cudaSuccess);
+  ASSERT_EQ(scu::tunable_sigmoid(p.get(), n * v, kK, soft.get(), side), cudaSuccess);
   float* h = host;
   const auto fetch = [&](const float* d, size_t count) {
     EXPECT_EQ(cudaMemcpyAsync(h, d, count * sizeof(float), cudaMemcpyDeviceToHost, side), cudaSuccess);
@@ -89,10 +89,10 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
 
   // The CPU on the same values.
   h = host;
-  expect_same_bits(std::vector<A>(h, h + n), cpu_thresholds<float>(b.target_acc, n, v, 256), "otsu_thresholds");
+  expect_same_bits(std::vector<A>(h, h + n), cpu_thresholds<float>(b.target_acc, n, v, kBins), "otsu_thresholds");
   h += n;
   std::vector<float> want(b.target.size());
-  sc::otsu_standardize(b.target_acc.data(), n, v, 256, want.data(), sc::SerialExecutor{});
+  sc::otsu_standardize(b.target_acc.data(), n, v, kBins, want.data(), sc::SerialExecutor{});
   for (size_t i = 0; i < want.size(); i += 7) EXPECT_NEAR(h[i], want[i], 4e-6 * std::max(1.0f, std::abs(want[i])));
   h += want.size();
   std::vector<float> cpu_loss(static_cast<size_t>(n));
@@ -117,7 +117,7 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   spotlight::finalize_losses(mse_sums.data(), n, v, o, &want_mse, &spotlight::PoolResult::mmse);
   expect_close(*h++, want_mse, 2e-5, "masked_mse");
   std::vector<float> want_soft(b.pred.size());
-  sc::tunable_sigmoid(b.pred_acc.data(), n * v, -0.95, want_soft.data(), sc::SerialExecutor{});
+  sc::tunable_sigmoid(b.pred_acc.data(), n * v, kK, want_soft.data(), sc::SerialExecutor{});
   for (size_t i = 0; i < want_soft.size(); i += 7) EXPECT_NEAR(h[i], want_soft[i], 2e-6);
   cudaStreamDestroy(side);
   cudaFreeHost(host);

@@ -1,0 +1,110 @@
+"""spotlight_ops.defaults owns the loss's defaults and option names: checked against the SPEC's
+numbers, the op schemas, the C++ checks' lists, every Python signature and the docs that state them."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import spotlight_ops
+from spotlight_ops import defaults as D, functional, reference
+from spotlight_ops.losses import SpotlightLoss
+from spotlight_ops.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+OPS = ("otsu_threshold", "otsu_standardize", "tunable_sigmoid", "masked_mse", "soft_dice", "loss")
+
+
+def test_the_module_states_the_spec():
+    # independent literals: SPEC sections 1, 3, 4, 5 and 10
+    assert (D.LAM, D.K, D.EPS, D.BINS) == (0.5, -0.95, 1e-6, 256)
+    assert (D.REDUCTION, D.MSE_NORMALIZATION, D.SOFT_MASK, D.MASK_RULE) == ("batch", "foreground", "clamped", "greater")
+    assert set(D.REDUCTIONS) == {"batch", "mean", "sum", "none"}
+    assert set(D.CHOICES) == {"reduction", "mse_normalization", "soft_mask", "mask_rule", "dice_denominator",
+                              "empty_pools"}
+    for name, allowed in D.CHOICES.items():
+        assert D.LOSS_DEFAULTS[name] == allowed[0]
+
+
+def _schema_defaults(op: str) -> dict:
+    schema = getattr(torch.ops.spotlight, op).default._schema
+    return {a.name: a.default_value for a in schema.arguments if a.has_default_value()}
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_op_schemas_have_the_python_defaults(op):
+    schema = _schema_defaults(op)
+    assert schema, op
+    for name, value in schema.items():
+        assert D.LOSS_DEFAULTS[name] == value, (op, name)
+    if op == "loss":
+        assert schema == D.LOSS_DEFAULTS
+
+
+@pytest.mark.parametrize("name", sorted(D.CHOICES))
+def test_the_op_accepts_exactly_the_python_choices(name):
+    """The C++ check's list of allowed strings (from its error message) is the Python one."""
+    p = torch.rand(2, 1, 3, 4)
+    with pytest.raises(ValueError, match=name) as info:
+        torch.ops.spotlight.loss(p, p, **{name: "no such option"})
+    listed = re.findall(r"'([a-z_]+)'", str(info.value).split(", got")[0])
+    assert tuple(listed) == D.CHOICES[name]
+    for value in D.CHOICES[name]:
+        torch.ops.spotlight.loss(p, p, 0.5, **{name: value})  # every listed value runs
+
+
+def _python_defaults(fn) -> dict:
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+@pytest.mark.parametrize("fn", [functional.loss, reference.loss, SpotlightLoss.__init__,
+                                functional.otsu_threshold, functional.otsu_standardize, functional.tunable_sigmoid,
+                                functional.masked_mse, functional.soft_dice, reference.otsu_threshold,
+                                reference.tunable_sigmoid, reference.masked_mse, reference.soft_dice],
+                         ids=lambda fn: f"{fn.__module__}.{fn.__qualname__}")
+def test_python_signatures_have_the_defaults(fn):
+    found = _python_defaults(fn)
+    assert found
+    for name, value in found.items():
+        assert D.LOSS_DEFAULTS[name] == value, name
+
+
+def test_training_config_defaults():
+    config = TrainConfig()
+    assert (config.lam, config.k) == (D.LAM, D.K)
+    assert spotlight_ops.presets.PRESETS["spotlight"] == {}  # the defaults themselves
+
+
+def _number(x: float) -> str:
+    """As the docs write numbers: 0.5, -0.95, 1e-6."""
+    return f"{x:g}".replace("e-0", "e-")
+
+
+def _text(path: str) -> str:
+    return (ROOT / path).read_text()
+
+
+def test_readme_states_the_defaults():
+    readme = _text("README.md")
+    signature = re.search(r"The functional API is `spotlight_ops\.loss\((.*?)\)`", readme, re.S).group(1)
+    stated = {}
+    for item in re.split(r",\s*", " ".join(signature.split())):
+        if "=" in item:
+            name, value = item.split("=")
+            stated[name] = eval(value)  # noqa: S307  (literals of our own README)
+    assert stated == {k: v for k, v in D.LOSS_DEFAULTS.items()}
+    assert f"(`lam = {D.LAM}`, `k = {D.K}`)" in readme
+    assert f"lam={D.LAM}, k={D.K}" in readme  # the SpotlightLoss() comment
+    listed = re.search(r"`reduction`: (.*?) over per-sample pools", readme, re.S).group(1)
+    assert tuple(re.findall(r'`"([a-z]+)"`', listed)) == D.REDUCTIONS
+
+
+def test_docs_tables_state_the_defaults():
+    training = _text("docs/training.md")
+    assert f"| `lam`, `k` | {_number(D.LAM)}, {_number(D.K)} |" in training
+    variants = _text("docs/variants.md")
+    assert f"| lam, k, eps | {_number(D.LAM)}, {_number(D.K)}, {_number(D.EPS)} |" in variants
