@@ -224,7 +224,7 @@ void bench_pooling(Bench& bench, index_t samples) {
     LossOptions opt;
     opt.reduction = red;
     const LossState st = loss_state(b, opt);
-    bench.time(std::string("loss backward, reduction ") + (red == Reduction::kBatch ? "batch" : "mean"), b, 3,
+    bench.time(std::string("loss backward, reduction ") + std::string(spotlight::option_name(red)), b, 3,
                [&](cudaStream_t s) { return backward(b, st, opt, s); });
   }
 }

@@ -1,7 +1,10 @@
 """spotlight_ops: the Spotlight loss for 3D virtual staining, as fused PyTorch ops.
 
-``import spotlight_ops`` loads the ``torch.ops.spotlight`` operator library; see
-:mod:`spotlight_ops.functional` for the math and :class:`SpotlightLoss` for the criterion.
+``import spotlight_ops`` loads the ``torch.ops.spotlight`` operator library (SPEC 10); see
+:mod:`spotlight_ops.functional` for the math and :class:`SpotlightLoss` for the criterion. Python runs
+this file before any submodule, so every ``import spotlight_ops.<sub>`` loads torch and the library
+too; the ``spotlight`` command's dispatcher (the top-level package ``spotlight_cli``) is the one entry
+that does not. Optional third-party packages are imported by :mod:`spotlight_ops.optional`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from ._library import load as _load
 _load()
 
 from . import _fake  # noqa: E402,F401  (registers the fake kernels)
+from . import defaults  # noqa: E402  (the loss's defaults and option names)
 from . import reference  # noqa: E402
 from . import presets  # noqa: E402
 from .functional import (  # noqa: E402
@@ -42,6 +46,7 @@ def __getattr__(name: str):
 __all__ = [
     "SpotlightLoss",
     "data",
+    "defaults",
     "evaluation",
     "loss",
     "loss_preset",

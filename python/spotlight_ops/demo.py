@@ -226,7 +226,7 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
     """Runs the whole demo into ``out_dir``; returns the table rows and timings."""
     from .predict import load_model, predict_volume
     from .training import TrainConfig
-    from .training.distributed import resolve_device
+    from .devices import resolve_device
 
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """One-line messages and exit codes for the ``spotlight`` command's failures.
 
 A user error (bad argument, config or data file, a full disk, a read-only folder, no GPU, a run
-folder in use) is exit code 2; a failure of the run itself (non-finite loss, no intact checkpoint)
-or an unexpected error is 1. Messages name the file or argument and say what to do.
+folder in use, a missing optional package that was asked for) is exit code 2; a failure of the run
+itself (non-finite loss, no intact checkpoint) or an unexpected error is 1. Messages name the file or argument and say what to do.
 """
 
 from __future__ import annotations
@@ -39,18 +39,16 @@ def describe(err: BaseException) -> str:
 
 
 def _is_user_error_type(err: BaseException) -> bool:
-    from .training.runfiles import RunLockedError
+    from .data import DataError
+    from .optional import MissingDependency
+    from .files.runfiles import RunLockedError
 
-    try:
-        from .data import DataError
-    except ImportError:  # pragma: no cover
-        DataError = ()
-    return isinstance(err, (ValueError, FileExistsError, FileNotFoundError, RunLockedError, DataError)) and \
-        not isinstance(err, UnicodeError)
+    return isinstance(err, (ValueError, FileExistsError, FileNotFoundError, RunLockedError, DataError,
+                            MissingDependency)) and not isinstance(err, UnicodeError)
 
 
 def _is_run_failure(err: BaseException) -> bool:
-    from .training.checkpoint import CheckpointError
+    from .files.checkpoint import CheckpointError
 
     return isinstance(err, (CheckpointError, FloatingPointError))
 

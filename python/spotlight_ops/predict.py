@@ -226,8 +226,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .training.checkpoint import CheckpointError
-    from .training.distributed import resolve_device
+    from .files.checkpoint import CheckpointError
+    from .devices import resolve_device
 
     try:
         inputs = [Path(p) for p in args.inputs]

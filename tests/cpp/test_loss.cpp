@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "reference.hpp"
@@ -85,6 +86,96 @@ INSTANTIATE_TEST_SUITE_P(All, LossReductions,
                          ::testing::Combine(::testing::Values(Reduction::kBatch, Reduction::kMean, Reduction::kNone),
                                             ::testing::Values(spotlight::MseNormalization::kForeground,
                                                               spotlight::MseNormalization::kAll)));
+
+// Every task split of the loss with Otsu, forced whatever the machine's core
+// count by the executor's thread count: the whole-sample fused path
+// (otsu_loss_sums, samples >= threads) with 1 thread, with fewer threads than
+// samples (the last thread's group of samples partial) and with as many; the
+// chunked passes with more threads than samples. Each sample ends in a
+// partial chunk, so skipping a sample's last chunk in either path changes
+// every loss. Each split against the float64 reference, and bit-equal to the
+// others (forward and backward; default and variant options; double and float).
+template <class T>
+void expect_every_split_alike(const Batch& b, LossOptions o, bool check_reference) {
+  std::vector<T> pred(b.pred.begin(), b.pred.end()), target(b.target.begin(), b.target.end());
+  std::vector<double> ref_t;
+  for (std::int64_t s = 0; s < b.samples; ++s)
+    ref_t.push_back(ref::otsu(std::vector<double>(target.begin() + s * b.voxels, target.begin() + (s + 1) * b.voxels),
+                              o.bins));
+  Batch bt{b.samples, b.voxels, std::vector<double>(pred.begin(), pred.end()),
+           std::vector<double>(target.begin(), target.end())};
+  const auto expected = reference_losses(bt, ref_t, o);
+  std::vector<T> first_loss, first_grad;
+  for (const unsigned threads : {1u, 3u, 5u, 8u}) {
+    ASSERT_EQ(sc::whole_samples<T>(b.samples, b.voxels, threads), threads <= b.samples);
+    const sc::ThreadExecutor exec(threads);
+    std::vector<T> loss(static_cast<size_t>(b.samples));
+    const auto st = sc::loss_forward(pred.data(), target.data(), b.samples, b.voxels,
+                                     static_cast<const spotlight::acc_t<T>*>(nullptr), o, loss.data(), exec);
+    const std::vector<double> w(loss.size(), 1.0);
+    std::vector<T> grad(pred.size());
+    sc::loss_backward(pred.data(), target.data(), b.samples, b.voxels, st, o, w.data(), grad.data(),
+                      static_cast<T*>(nullptr), exec);
+    for (std::int64_t s = 0; s < b.samples; ++s) {
+      if constexpr (std::is_same_v<T, float>)
+        EXPECT_FLOAT_EQ(st.thresholds[s], static_cast<float>(ref_t[s])) << threads << " threads, sample " << s;
+      else
+        EXPECT_DOUBLE_EQ(st.thresholds[s], ref_t[s]) << threads << " threads, sample " << s;
+      if (check_reference)
+        EXPECT_NEAR(loss[s], expected[s], (std::is_same_v<T, float> ? 1e-5 : 1e-12) * std::abs(expected[s]))
+            << threads << " threads, sample " << s;
+    }
+    if (first_loss.empty()) {
+      first_loss = loss;
+      first_grad = grad;
+      continue;
+    }
+    EXPECT_EQ(loss, first_loss) << threads << " threads";
+    EXPECT_TRUE(grad == first_grad) << threads << " threads";
+  }
+}
+
+TEST(LossPaths, EveryTaskSplitMatchesReferenceBitForBit) {
+  const std::int64_t samples = 5, voxels = 70001;
+  const sc::Partition part(samples, voxels);
+  const std::int64_t last = part.chunks - 1;
+  ASSERT_GT(part.chunks, 1);
+  ASSERT_GT(part.end(last) - part.begin(last), 0);
+  ASSERT_LT(part.end(last) - part.begin(last), part.chunk);  // a partial last chunk
+  const Batch b = make_batch(samples, voxels, 41);
+  LossOptions o;
+  o.reduction = Reduction::kNone;
+  expect_every_split_alike<double>(b, o, true);
+  expect_every_split_alike<float>(b, o, true);
+  o.soft_mask = spotlight::SoftMask::kUnclamped;  // the variant strips
+  o.mask_rule = spotlight::MaskRule::kGreaterEqual;
+  o.dice_denominator = spotlight::DiceDenominator::kSquared;
+  expect_every_split_alike<double>(b, o, false);
+}
+
+// A target spanning more than DBL_MAX (hi - lo overflows): the loss's Otsu
+// thresholds are finite and those of otsu_thresholds, in the whole-sample
+// fused path (1 thread) and the chunked one (more threads than samples).
+TEST(LossPaths, OtsuThresholdsFiniteWhenTheRangeOverflows) {
+  const std::int64_t samples = 2, voxels = 5000;
+  Batch b = make_batch(samples, voxels, 43);
+  for (auto& v : b.target) v = (v - 1.0) * 1e307;
+  b.target[0] = -1e308;
+  b.target[voxels] = 1e308;
+  std::vector<double> otsu(samples);
+  sc::otsu_thresholds(b.target.data(), samples, voxels, kBins, otsu.data(), sc::SerialExecutor{});
+  for (const unsigned threads : {1u, 8u}) {
+    LossOptions o;
+    o.reduction = Reduction::kNone;
+    std::vector<double> loss(samples);
+    const auto st = sc::loss_forward(b.pred.data(), b.target.data(), samples, voxels,
+                                     static_cast<const double*>(nullptr), o, loss.data(), sc::ThreadExecutor(threads));
+    for (std::int64_t s = 0; s < samples; ++s) {
+      EXPECT_TRUE(std::isfinite(st.thresholds[s])) << threads << " threads, sample " << s;
+      EXPECT_EQ(st.thresholds[s], otsu[s]) << threads << " threads, sample " << s;
+    }
+  }
+}
 
 TEST(Loss, FloatWithGivenThresholdWithin1e5) {
   const Batch b = make_batch(2, 200000, 9);

@@ -5,7 +5,9 @@
 #include <cfloat>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "reference.hpp"
@@ -34,18 +36,28 @@ std::pair<long double, long double> exact_moments(const T* x, std::int64_t n) {
   return {mean, sd > 0 ? sd : 1.0L};
 }
 
-// Standardizes `samples` samples of x with the header, then checks every
-// output against (x - T) / std in long double (T: the header's threshold,
-// tested on its own), relative to the output's magnitude.
+// What expect_exact computed, for bit comparisons.
 template <class T>
-void expect_exact(const std::vector<T>& x, std::int64_t samples, double tol, const char* what) {
+struct Standardized {
+  std::vector<T> out;
+  std::vector<spotlight::acc_t<T>> thr;
+  std::vector<StandardizeStats<spotlight::acc_t<T>>> st;
+};
+
+// Standardizes `samples` samples of x with the header (on `threads` threads,
+// `bins` Otsu bins), then checks every output against (x - T) / std in long
+// double (T: the header's threshold, tested on its own), relative to the
+// output's magnitude.
+template <class T>
+Standardized<T> expect_exact(const std::vector<T>& x, std::int64_t samples, double tol, const char* what,
+                             unsigned threads = 2, int bins = kBins) {
   const std::int64_t voxels = static_cast<std::int64_t>(x.size()) / samples;
   using A = spotlight::acc_t<T>;
   std::vector<T> out(x.size());
   std::vector<A> thr(static_cast<size_t>(samples));
   std::vector<StandardizeStats<A>> st(static_cast<size_t>(samples));
-  sc::otsu_standardize_forward(x.data(), samples, voxels, kBins, out.data(), thr.data(), st.data(),
-                               sc::ThreadExecutor(2));
+  sc::otsu_standardize_forward(x.data(), samples, voxels, bins, out.data(), thr.data(), st.data(),
+                               sc::ThreadExecutor(threads));
   for (std::int64_t s = 0; s < samples; ++s) {
     const T* v = x.data() + s * voxels;
     const auto [mean, sd] = exact_moments(v, voxels);
@@ -60,11 +72,15 @@ void expect_exact(const std::vector<T>& x, std::int64_t samples, double tol, con
     for (std::int64_t i = 0; i < voxels; ++i) {
       const long double want = (static_cast<long double>(v[i]) - thr[s]) / sd;
       const long double got = out[s * voxels + i];
-      ASSERT_TRUE(std::isfinite(static_cast<double>(got))) << what << " sample " << s << " voxel " << i;
+      if (!std::isfinite(static_cast<double>(got))) {
+        ADD_FAILURE() << "not finite: " << what << " sample " << s << " voxel " << i;
+        break;
+      }
       worst = std::max(worst, static_cast<double>(std::fabs(got - want) / (1.0L + std::fabs(want))));
     }
     EXPECT_LE(worst, tol) << what << " sample " << s;
   }
+  return {out, thr, st};
 }
 
 // n values uniform in [0, 1).
@@ -163,6 +179,11 @@ TEST(Standardize, DoubleExactAtTheExtremes) {
   std::vector<double> wide, tiny;
   for (double v : u) wide.push_back((v - 0.5) * DBL_MAX);  // wider, hi - lo overflows in Otsu's bin centre
   expect_exact(wide, 1, 1e-12, "double [-max/2, max/2]");
+  std::vector<double> widest;  // hi - lo overflows: Otsu's histogram and bin centres on halved values
+  for (double v : u) widest.push_back((2.0 * v - 1.0) * DBL_MAX);
+  widest[0] = -DBL_MAX;
+  widest[1] = DBL_MAX;
+  for (const unsigned threads : {1u, 2u}) expect_exact(widest, 1, 1e-12, "double [-max, max]", threads);
   for (double v : u) tiny.push_back(std::ldexp(std::floor(v * 1e9), -1074));
   expect_exact(tiny, 1, 1e-12, "double denormal");
 }
@@ -235,4 +256,60 @@ TEST(StandardizeBackward, RejectsBadArguments) {
   EXPECT_THROW(sc::otsu_standardize_backward(g.data(), x.data(), 1, 10, thr.data(),
                                              static_cast<const StandardizeStats<float>*>(nullptr), gx.data()),
                spotlight::Error);
+}
+
+template <class A>
+bool same_stats(const std::vector<StandardizeStats<A>>& a, const std::vector<StandardizeStats<A>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].scale != b[i].scale || a[i].mean != b[i].mean || a[i].inv_std != b[i].inv_std) return false;
+  return true;
+}
+
+// Every task split of the forward, forced whatever the machine's core count:
+// whole samples (1 thread; fewer threads than samples; as many) and chunked
+// passes (more threads than samples), each sample ending in a partial chunk:
+// exact against long double, thresholds those of otsu_thresholds, and the
+// same bits in every split.
+template <class T>
+void expect_every_split_alike() {
+  const std::int64_t samples = 5, voxels = 70001;
+  const auto x = scaled_volume<T>(samples, voxels, 1.0L, 81);
+  std::vector<spotlight::acc_t<T>> otsu(samples);
+  sc::otsu_thresholds(x.data(), samples, voxels, kBins, otsu.data(), sc::SerialExecutor{});
+  std::optional<Standardized<T>> first;
+  for (const unsigned threads : {1u, 3u, 5u, 8u}) {
+    ASSERT_EQ(sc::whole_samples<T>(samples, voxels, threads), threads <= samples);
+    auto r = expect_exact(x, samples, std::is_same_v<T, float> ? 2e-6 : 1e-12, "split", threads);
+    EXPECT_EQ(r.thr, otsu) << threads << " threads";
+    if (!first) {
+      first = std::move(r);
+      continue;
+    }
+    EXPECT_TRUE(r.out == first->out) << threads << " threads";
+    EXPECT_TRUE(same_stats(r.st, first->st)) << threads << " threads";
+  }
+}
+
+TEST(StandardizePaths, EveryTaskSplitAlike) {
+  expect_every_split_alike<float>();
+  expect_every_split_alike<double>();
+}
+
+// More chunk histograms than the fused pass keeps (tasks * bins > 2^26): the
+// histograms get a pass of their own. Thresholds as otsu_thresholds, stats
+// as sample_moments, outputs exact.
+TEST(StandardizePaths, SeparateHistogramPass) {
+  const std::int64_t voxels = 65 * sc::Partition::kMinChunk + 17;
+  const int bins = 1 << 20;
+  const sc::Partition part(1, voxels);
+  ASSERT_GT(part.tasks() * bins, std::int64_t{1} << 26);
+  const auto x = scaled_volume<float>(1, voxels, 1.0L, 83);
+  const auto r = expect_exact(x, 1, 2e-6, "separate histograms", 2, bins);
+  float otsu = 0;
+  sc::otsu_thresholds(x.data(), 1, voxels, bins, &otsu, sc::ThreadExecutor(2));
+  EXPECT_EQ(r.thr[0], otsu);
+  std::vector<StandardizeStats<float>> moments(1);
+  sc::sample_moments(x.data(), 1, voxels, moments.data(), sc::ThreadExecutor(2));
+  EXPECT_TRUE(same_stats(r.st, moments));
 }

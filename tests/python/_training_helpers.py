@@ -45,3 +45,20 @@ def subprocess_env() -> dict:
 
 
 CLI = [sys.executable, "-m", "spotlight_ops.cli"]
+
+
+def record_tensorboard(monkeypatch) -> list:
+    """Every TensorBoard scalar a LossLog writes, as ``(tag, value, step)`` (with or without tensorboard)."""
+    import spotlight_ops.training.log as log_module
+
+    scalars = []
+
+    class Writer:
+        def add_scalar(self, tag, value, step):
+            scalars.append((tag, value, step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(log_module.LossLog, "_open_tensorboard", staticmethod(lambda folder, wanted: Writer()))
+    return scalars

@@ -102,3 +102,16 @@ def test_summary_of_a_volume_without_nuclei_and_of_a_constant_prediction():
     two = summarize("m", [np.full(target.shape, 0.5), np.full(target.shape, 0.5)], [target, target], [empty, mask])
     assert not np.isnan(two["shown_rim"])
     assert np.isnan(two["pearson_foreground"])  # a constant prediction has no correlation
+
+
+def test_the_installed_command_is_the_torch_free_dispatcher():
+    """``spotlight`` (pyproject's entry point) is spotlight_cli:main, and the wheel ships that package."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    module, _, function = project["project"]["scripts"]["spotlight"].partition(":")
+    assert (module, function) == ("spotlight_cli", "main")
+    assert "python/spotlight_cli" in project["tool"]["scikit-build"]["wheel"]["packages"]
+    assert getattr(importlib.import_module(module), function) is main  # spotlight_ops.cli re-exports it

@@ -108,3 +108,22 @@ def test_docs_tables_state_the_defaults():
     assert f"| `lam`, `k` | {_number(D.LAM)}, {_number(D.K)} |" in training
     variants = _text("docs/variants.md")
     assert f"| lam, k, eps | {_number(D.LAM)}, {_number(D.K)}, {_number(D.EPS)} |" in variants
+
+
+def test_fake_kernels_take_their_defaults_from_the_module():
+    """The fake kernels are all named ``_`` (reachable only through the registry): read their source."""
+    import ast
+
+    from spotlight_ops import _fake
+
+    tree = ast.parse(Path(_fake.__file__).read_text())
+    fakes = [f for f in tree.body if isinstance(f, ast.FunctionDef) and any(
+        isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "register_fake" for d in f.decorator_list)]
+    assert len(fakes) >= len(OPS)
+    for function in fakes:
+        arguments = function.args
+        for default in [*arguments.defaults, *(d for d in arguments.kw_defaults if d is not None)]:
+            if isinstance(default, ast.Constant):
+                assert default.value in (None, False), (function.lineno, default.value)
+            else:
+                assert isinstance(default, ast.Name) and hasattr(D, default.id), (function.lineno, ast.dump(default))

@@ -3,7 +3,7 @@ two trainers on one folder, SIGTERM/SIGHUP. No case may lose a checkpoint, mix t
 stale model.pt.
 
 Kills are deterministic: ``SPOTLIGHT_FAULT=kill@N`` makes the training SIGKILL itself at its N-th fault
-point (:mod:`spotlight_ops.training.runfiles`); a trace run lists the points first. Killed trainings
+point (:mod:`spotlight_ops.files.runfiles`); a trace run lists the points first. Killed trainings
 run in a forked child (no interpreter start-up); resumes run in this process.
 """
 
@@ -26,9 +26,9 @@ from spotlight_ops.data import read_manifest
 from spotlight_ops.models import model_file
 from spotlight_ops.predict import load_model
 from spotlight_ops.training import load_checkpoint, train
-from spotlight_ops.training.checkpoint import read_digest
+from spotlight_ops.files.checkpoint import read_digest
 from spotlight_ops.training.log import read_log
-from spotlight_ops.training.runfiles import reset_fault_points
+from spotlight_ops.files.runfiles import reset_fault_points
 
 from _training_helpers import CLI, subprocess_env, tiny_config, tiny_dataset, tiny_flags
 
@@ -416,7 +416,7 @@ def test_huge_targets_are_standardized_and_train(dataset, tmp_path, capsys):
 
 
 def test_model_files_of_another_format_or_architecture(dataset, tmp_path, reference, capsys):
-    from spotlight_ops.training.checkpoint import save_atomic
+    from spotlight_ops.files.checkpoint import save_atomic
 
     payload = load_checkpoint(reference["dir"] / "model.pt")
     cases = {

@@ -104,7 +104,8 @@ def test_manifest_accepts_zarr_stores(tmp_path):
 
 
 @pytest.mark.parametrize("config", [PreprocessConfig(crop_multiple=16), PreprocessConfig(target_norm="zscore"),
-                                    PreprocessConfig(voxel_size=(0.5, 0.25, 0.25))])
+                                    PreprocessConfig(voxel_size=(0.5, 0.25, 0.25)),
+                                    PreprocessConfig(smooth_threshold=True, crop_multiple=8)])
 def test_cached_statistics_give_the_in_memory_pair(tmp_path, config):
     for row in write_pairs(tmp_path, 2, "mixed"):
         stats = buffer_module.volume_stats(row, config)
@@ -112,6 +113,8 @@ def test_cached_statistics_give_the_in_memory_pair(tmp_path, config):
         assert lazy.shape == eager.shape and lazy.info["crop_box"] == eager.info["crop_box"]
         np.testing.assert_array_equal(lazy.signal, eager.signal)  # the same float64 formula
         np.testing.assert_allclose(lazy.target, eager.target, rtol=0, atol=2e-6)
+        if config.smooth_threshold or config.target_norm == "zscore":  # both paths: preprocess.standardize_with
+            np.testing.assert_array_equal(lazy.target, eager.target)
         assert np.mean(lazy.foreground != eager.foreground) < 1e-3
         assert stats["threshold"] == pytest.approx(eager.info["otsu_threshold"])
 

@@ -197,3 +197,31 @@ def test_cli_predict_zarr_in_zarr_out_with_tta(model, tmp_path):
     signal = read_volume(source)
     expected = flip_average(model, (signal - signal.mean()) / signal.std(), tta_flips("yx"))
     np.testing.assert_allclose(read_volume(out), expected, rtol=0, atol=1e-5)
+
+
+def test_inference_does_not_import_training(model, tmp_path):
+    """``spotlight predict`` and the library's load_model + predict_volume (the demo's prediction
+    path) run without importing the trainer (spotlight_ops.training)."""
+    import subprocess
+    import sys
+
+    from _training_helpers import subprocess_env
+
+    save_model(tmp_path / "model.pt", model)
+    source = write_volume(tmp_path / "a.tif", smooth_volume((16, 32, 32)))
+    code = (
+        "import sys\n"
+        "from spotlight_cli import main\n"
+        f"assert main(['predict', '--model', {str(tmp_path / 'model.pt')!r}, {str(source)!r}, '--out', "
+        f"{str(tmp_path / 'pred')!r}, '--tile', '16', '32', '32', '--device', 'cpu', '--no-progress']) == 0\n"
+        "import numpy as np\n"
+        "from spotlight_ops.devices import resolve_device\n"
+        "from spotlight_ops.predict import load_model, predict_volume\n"
+        f"net, _ = load_model({str(tmp_path)!r} + '/model.pt', resolve_device('auto'))\n"
+        "predict_volume(net, np.zeros((16, 32, 32), np.float32), tile_size=(16, 32, 32), overlap=(4, 8, 8))\n"
+        "print('TRAINING', sorted(m for m in sys.modules if m.startswith('spotlight_ops.training')))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TRAINING []" in done.stdout, done.stdout
+    assert read_volume(tmp_path / "pred" / "a_prediction.tif").shape == (16, 32, 32)

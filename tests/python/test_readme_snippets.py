@@ -63,3 +63,56 @@ def test_readme_cpp_snippet_compiles_and_matches_the_op(tmp_path):
     loss.backward()
     assert values[0] == pytest.approx(loss.item(), rel=1e-6)
     torch.testing.assert_close(torch.tensor(values[1:]).reshape(2, 60), pred.grad, rtol=1e-5, atol=1e-7)
+
+
+# The Python snippets of the README and of docs/: every ```python block runs, in a fresh namespace
+# holding the names the snippets take as given (a model, a loader, an optimizer, a prediction, a
+# target, a weight map), in a folder holding the files they read; a block that is not meant to run
+# (it trains, or needs the user's data) says so on the line before it: <!-- not run by the tests: why -->.
+NOT_RUN = "<!-- not run by the tests:"
+DOCUMENTS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))]
+
+
+def python_blocks(document: str) -> list:
+    """(line number, code, marked not to run) of every ```python block of ``document``."""
+    lines = (REPO / document).read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start = i
+            i += 1
+            while lines[i].strip() != "```":
+                i += 1
+            marked = start > 0 and lines[start - 1].strip().startswith(NOT_RUN)
+            blocks.append((start + 1, "\n".join(lines[start + 1:i]), marked))
+        i += 1
+    return blocks
+
+
+def snippet_namespace() -> dict:
+    torch.manual_seed(0)
+    batch = (2, 1, 8, 16, 16)
+    target = torch.rand(batch)
+    model = torch.nn.Conv3d(1, 1, 3, padding=1)
+    return {"model": model, "optimizer": torch.optim.Adam(model.parameters()),
+            "loader": [(torch.rand(batch), target)], "target": target,
+            "pred": torch.rand(batch, requires_grad=True), "weight_map": target > 0.5}
+
+
+CASES = [(doc, line, code) for doc in DOCUMENTS for line, code, marked in python_blocks(doc) if not marked]
+
+
+def test_the_snippets_are_found():
+    assert any(doc == "README.md" for doc, _, _ in CASES)
+    assert sum(len(python_blocks(doc)) for doc in DOCUMENTS) > len(CASES)  # and some are marked
+
+
+@pytest.mark.parametrize("document, line, code", CASES, ids=[f"{d}:{n}" for d, n, _ in CASES])
+def test_python_snippet_runs(document, line, code, tmp_path, monkeypatch):
+    if "ome.zarr" in code:
+        pytest.importorskip("ome_zarr")
+    from spotlight_ops.data import write_volume
+
+    monkeypatch.chdir(tmp_path)
+    write_volume(tmp_path / "cell_000_brightfield.tif", torch.rand(8, 16, 16).numpy(), voxel_size=(0.5, 0.2, 0.2))
+    exec(compile(code, f"{document}:{line}", "exec"), snippet_namespace())  # noqa: S102  (our own docs)

@@ -117,7 +117,9 @@ def test_tensorboard_true_without_the_package(dataset, tmp_path):
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(RuntimeError, match="tensorboard"):
+        from spotlight_ops.optional import MissingDependency
+
+        with pytest.raises(MissingDependency, match="needs the tensorboard package.*pip install tensorboard"):
             train(tiny_config(dataset["train"], tmp_path / "tb", iterations=1, tensorboard=True))
     else:
         train(tiny_config(dataset["train"], tmp_path / "tb", iterations=1, tensorboard=True))

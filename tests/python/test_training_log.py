@@ -8,6 +8,8 @@ import pytest
 
 from spotlight_ops.training.log import COLUMNS, LossLog, read_log
 
+from _training_helpers import record_tensorboard
+
 
 def test_extra_columns_read_back_exactly(tmp_path):
     values = [(1, 0.1 + 0.2, 1 / 3, 2 / 3), (2, math.pi, None, 1e-300), (3, 0.5, 0.25, None)]
@@ -64,18 +66,7 @@ def test_bad_columns_and_unknown_metrics_are_errors(tmp_path):
 
 
 def test_tensorboard_gets_each_metric_under_its_tag(tmp_path, monkeypatch):
-    import spotlight_ops.training.log as log_module
-
-    scalars = []
-
-    class Writer:
-        def add_scalar(self, tag, value, step):
-            scalars.append((tag, value, step))
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(log_module.LossLog, "_open_tensorboard", staticmethod(lambda folder, wanted: Writer()))
+    scalars = record_tensorboard(monkeypatch)
     with LossLog(tmp_path, columns={"fg_pred": "foreground_fraction/train_pred", "b": "b"}) as log:
         log.log(7, 0.5, {"fg_pred": 0.25, "b": None})
     assert scalars == [("loss/train", 0.5, 7), ("foreground_fraction/train_pred", 0.25, 7)]

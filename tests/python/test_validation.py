@@ -14,7 +14,7 @@ from spotlight_ops.training import load_checkpoint, train
 from spotlight_ops.training.log import read_log
 from spotlight_ops.training.validation import COLUMNS, fixed_patches, split_rows
 
-from _training_helpers import tiny_config, tiny_dataset
+from _training_helpers import record_tensorboard, tiny_config, tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -131,18 +131,7 @@ def test_lazy_augmented_validated_run_on_zarr_resumes_exactly(zarr_dataset, tmp_
 
 
 def test_validation_goes_to_tensorboard(dataset, tmp_path, monkeypatch):
-    import spotlight_ops.training.log as log_module
-
-    scalars = []
-
-    class Writer:
-        def add_scalar(self, tag, value, step):
-            scalars.append((tag, value, step))
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(log_module.LossLog, "_open_tensorboard", staticmethod(lambda folder, wanted: Writer()))
+    scalars = record_tensorboard(monkeypatch)
     out = tmp_path / "run"
     train(tiny_config(dataset["train"], out, val_csv=str(dataset["test"]), val_every=2, val_patches=2, iterations=3,
                       tensorboard=True))

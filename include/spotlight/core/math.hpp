@@ -87,11 +87,24 @@ SPOTLIGHT_HD A poison(A x) {
   return x - x;
 }
 
-// Histogram scale bins / (hi - lo), in double; 0 for a constant sample (every
-// value in bin 0). Infinite when the range is below bins / DBL_MAX (double
+// Whether hi - lo overflows double: a sample spanning more than DBL_MAX,
+// such as [-1e308, 1e308] (possible for float64 input only: float ranges are
+// exact in double). The histogram and bin-centre math below then run on
+// halved values: v / 2 and lo / 2 are exact there (a range that wide has both
+// ends far from the denormals), and every rounding commutes with a factor of
+// two, so the bins and centres are those of double arithmetic with an
+// unbounded exponent. Ranges that fit take the plain formulas, bit for bit.
+SPOTLIGHT_HD bool wide_range(double lo, double hi) { return hi - lo > 1.7976931348623157e308; }
+
+// v - lo, halved on a wide range (see wide_range).
+SPOTLIGHT_HD double range_offset(double v, double lo, bool wide) { return wide ? v * 0.5 - lo * 0.5 : v - lo; }
+
+// Histogram scale bins / (hi - lo), in double (bins / (hi/2 - lo/2) on a
+// wide range, to multiply range_offset); 0 for a constant sample (every value
+// in bin 0). Infinite when the range is below bins / DBL_MAX (double
 // denormals): histogram_bin then divides instead.
 SPOTLIGHT_HD double histogram_scale(double lo, double hi, int bins) {
-  return hi > lo ? bins / (hi - lo) : 0.0;
+  return hi > lo ? bins / range_offset(hi, lo, wide_range(lo, hi)) : 0.0;
 }
 
 // Otsu histogram bin of v for the range [lo, hi]: floor((v - lo) * bins /
@@ -99,16 +112,21 @@ SPOTLIGHT_HD double histogram_scale(double lo, double hi, int bins) {
 // type: exact for float inputs, and no float overflow of the scale on tiny
 // ranges. NaN goes to bin 0 (its sample's threshold is NaN anyway).
 SPOTLIGHT_HD int histogram_bin(double v, double lo, double hi, double scale, int bins) {
-  const double f = scale <= 1.7976931348623157e308 ? (v - lo) * scale : (v - lo) / (hi - lo) * bins;
+  const double d = range_offset(v, lo, wide_range(lo, hi));
+  const double f = scale <= 1.7976931348623157e308 ? d * scale : d / (hi - lo) * bins;
   if (f >= bins) return bins - 1;
   return f > 0 ? static_cast<int>(f) : 0;
 }
 
-// The centre of bin i of [lo, hi] with `bins` bins.
+// The centre of bin i of [lo, hi] with `bins` bins, lo + (i + 0.5) * width,
+// width = (hi - lo) / bins; on a wide range, twice the centre of the halved
+// range (see wide_range), which is finite. The kernels call exact_bin_centre
+// (cpu/otsu.hpp, cuda/otsu.cuh), these operations with no contraction.
 template <class A>
 SPOTLIGHT_HD A bin_centre(A lo, A hi, int bins, int i) {
-  return static_cast<A>(static_cast<double>(lo) +
-                        (i + 0.5) * ((static_cast<double>(hi) - static_cast<double>(lo)) / bins));
+  const double l = static_cast<double>(lo), h = static_cast<double>(hi);
+  if (wide_range(l, h)) return static_cast<A>(2.0 * (l * 0.5 + (i + 0.5) * ((h * 0.5 - l * 0.5) / bins)));
+  return static_cast<A>(l + (i + 0.5) * ((h - l) / bins));
 }
 
 // Otsu's between-class criterion w1 * w2 * (m1 - m2)^2 for the split after a

@@ -3,6 +3,7 @@
 // work into tasks whose number depends on the shape alone, and combines task
 // results in task order: results are identical for any executor and any
 // thread count. The PyTorch ops pass an executor over at::parallel_for.
+// An executor may report its thread count, threads(): executor_threads.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +16,8 @@
 namespace spotlight::cpu {
 
 struct SerialExecutor {
+  unsigned threads() const { return 1; }
+
   template <class F>
   void operator()(index_t tasks, F&& f) const {
     for (index_t t = 0; t < tasks; ++t) f(t);
@@ -27,6 +30,8 @@ class ThreadExecutor {
  public:
   explicit ThreadExecutor(unsigned threads = std::thread::hardware_concurrency())
       : threads_(std::max(1u, threads)) {}
+
+  unsigned threads() const { return threads_; }
 
   template <class F>
   void operator()(index_t tasks, F&& f) const {
@@ -55,5 +60,22 @@ class ThreadExecutor {
  private:
   unsigned threads_;
 };
+
+// The hardware's thread count (at least 1).
+inline index_t hardware_threads() {
+  static const index_t threads = std::max(1u, std::thread::hardware_concurrency());
+  return threads;
+}
+
+// How many threads an executor runs its tasks on: its threads(), or the
+// hardware's for an executor that does not say. Kernels choose between
+// equivalent task splits with it (see whole_samples), never the results.
+template <class Exec>
+index_t executor_threads(const Exec& exec) {
+  if constexpr (requires { exec.threads(); })
+    return std::max<index_t>(1, static_cast<index_t>(exec.threads()));
+  else
+    return hardware_threads();
+}
 
 }  // namespace spotlight::cpu

@@ -50,6 +50,21 @@ struct LossStrip {
   }
 };
 
+// The foreground mask of the strip of elements i .. i + n - 1 (SPEC sections
+// 2 and 11), m[j] for j < n: the given mask when not null, else Y >= T or
+// Y > T by `rule`; y holds the strip's target values.
+template <class A>
+inline void strip_mask(const bool* mask, MaskRule rule, index_t i, int n, const A* y, A t, unsigned char* m) {
+  if (mask != nullptr) {
+    const unsigned char* given = as_bytes(mask + i);
+    for (int j = 0; j < n; ++j) m[j] = given[j] != 0;
+  } else if (rule == MaskRule::kGreaterEqual) {
+    for (int j = 0; j < n; ++j) m[j] = y[j] >= t;
+  } else {
+    for (int j = 0; j < n; ++j) m[j] = y[j] > t;
+  }
+}
+
 // The published variants (SPEC section 11, any LossOptions): the six LossSums
 // values of a strip. Each option is one switch per strip, outside the
 // per-element loops; the default options take LossStrip instead.
@@ -71,14 +86,7 @@ struct VariantLossStrip {
     unsigned char m[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
-    if (mask != nullptr) {
-      const unsigned char* given = as_bytes(mask + i);
-      for (int j = 0; j < n; ++j) m[j] = given[j] != 0;
-    } else if (mask_rule == MaskRule::kGreaterEqual) {
-      for (int j = 0; j < n; ++j) m[j] = y[j] >= t;
-    } else {
-      for (int j = 0; j < n; ++j) m[j] = y[j] > t;
-    }
+    strip_mask(mask, mask_rule, i, n, y, t, m);
     if (soft_mask == SoftMask::kClamped) {
       for (int j = 0; j < n; ++j) x[j] = math::clamp_unit(p[j] - t);
       for (int j = 0; j < n; ++j) soft[j] = A(0.5) + A(0.5) * math::tunable_sigmoid(x[j], k);
@@ -207,7 +215,7 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
   st.sums.resize(static_cast<size_t>(samples));
   if (given_thresholds) {
     std::copy_n(given_thresholds, samples, st.thresholds.begin());
-  } else if (whole_samples<T>(samples, voxels)) {
+  } else if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     otsu_loss_sums(pred, target, samples, voxels, opt, st.thresholds.data(), st.sums.data(), exec);
     finalize_losses(st.sums.data(), samples, voxels, opt, loss);
     return st;
@@ -284,14 +292,7 @@ struct VariantLossGradStrip {
     unsigned char m[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
-    if (mask != nullptr) {
-      const unsigned char* given = as_bytes(mask + i);
-      for (int j = 0; j < n; ++j) m[j] = given[j] != 0;
-    } else if (mask_rule == MaskRule::kGreaterEqual) {
-      for (int j = 0; j < n; ++j) m[j] = y[j] >= t_;
-    } else {
-      for (int j = 0; j < n; ++j) m[j] = y[j] > t_;
-    }
+    strip_mask(mask, mask_rule, i, n, y, t_, m);
     for (int j = 0; j < n; ++j) x[j] = p[j] - t_;
     for (int j = 0; j < n; ++j) g[j] = math::tunable_sigmoid_grad(x[j], k_);
     if (soft_mask == SoftMask::kClamped) {

@@ -155,15 +155,27 @@ class Histogram {
     if (scale_ <= std::numeric_limits<double>::max()) {
       // math::histogram_bin for a finite scale, its two clamps done in double
       // before the conversion: the same bins, in a loop that vectorises.
-      const double lo = lo_, scale = scale_, top = bins_ - 1, bins = bins_;
-      const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
-      for (int j = 0; j < n; ++j) {
-        const double f = (static_cast<double>(v[j]) - lo) * scale;
-        const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
-        at[j] = static_cast<std::uint32_t>(f >= bins ? top : c) * sub;
-      }
+      if (math::wide_range(lo_, hi_))
+        scaled_bins<true>(v, n, at);
+      else
+        scaled_bins<false>(v, n, at);
     } else {  // a range of double denormals
       for (int j = 0; j < n; ++j) at[j] = exact_bin(v[j]) * sub_;
+    }
+  }
+
+  // The loop of bins_of for a finite scale; with kWide, a range wider than
+  // DBL_MAX, on halved values (see math::wide_range: exact, and
+  // math::histogram_scale has then doubled the scale to match).
+  template <bool kWide, class A>
+  void scaled_bins(const A* v, int n, std::uint32_t* at) const {
+    constexpr double half = kWide ? 0.5 : 1.0;
+    const double lo = lo_ * half, scale = scale_, top = bins_ - 1, bins = bins_;
+    const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
+    for (int j = 0; j < n; ++j) {
+      const double f = (static_cast<double>(v[j]) * half - lo) * scale;
+      const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
+      at[j] = static_cast<std::uint32_t>(f >= bins ? top : c) * sub;
     }
   }
 
@@ -279,11 +291,17 @@ void sample_histograms(const T* x, index_t samples, index_t voxels, int bins,
 // consumer's flags: reading the product back from a volatile makes it a
 // rounded double in any build (one store per sample).
 // tests/cpp/test_bin_centre.cpp checks it built with -march=native -ffp-contract=fast.
+// On a range wider than DBL_MAX every term is halved first and the centre
+// doubled (see math::wide_range); the products by `half` are exact, so a
+// contraction of them changes nothing, and a range that fits computes with
+// half = 1 exactly as the plain formula.
 template <class A>
 A exact_bin_centre(A lo, A hi, int bins, int i) {
-  const double width = (static_cast<double>(hi) - static_cast<double>(lo)) / bins;
+  const double l = static_cast<double>(lo), h = static_cast<double>(hi);
+  const double half = math::wide_range(l, h) ? 0.5 : 1.0;
+  const double width = (h * half - l * half) / bins;
   const volatile double offset = (i + 0.5) * width;
-  return static_cast<A>(static_cast<double>(lo) + offset);
+  return static_cast<A>((l * half + offset) / half);
 }
 
 // The threshold of a sample from its range and histogram; NaN when poisoned.
@@ -315,7 +333,7 @@ void otsu_thresholds(const T* x, index_t samples, index_t voxels, int bins, acc_
   check_batch(samples, voxels, "x");
   check_bins(bins);
   using A = acc_t<T>;
-  if (whole_samples<T>(samples, voxels)) {
+  if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     exec(samples, [&](index_t s) { thresholds[s] = sample_threshold(x + s * voxels, voxels, bins); });
     return;
   }

@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -55,10 +54,11 @@ struct Partition {
 // each pass over all chunks of all samples. Either way every chunk's partial
 // results are computed alike and combined in chunk order: the choice changes
 // speed, never a bit of the result. Whole samples when they fit in a typical
-// L2 cache and are enough to keep every hardware thread busy.
+// L2 cache and are enough to keep every one of the executor's `threads`
+// busy (see executor_threads; tests pass executors of every thread count to
+// force each path).
 template <class T>
-inline bool whole_samples(index_t samples, index_t voxels) {
-  static const index_t threads = std::max(1u, std::thread::hardware_concurrency());
+inline bool whole_samples(index_t samples, index_t voxels, index_t threads) {
   constexpr index_t kCacheBytes = index_t{1} << 20;
   return samples >= threads && voxels * static_cast<index_t>(sizeof(T)) <= kCacheBytes;
 }

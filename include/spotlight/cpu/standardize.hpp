@@ -72,7 +72,7 @@ void standardize_stats(const T* x, index_t samples, index_t voxels, int bins, ac
   const Partition part(samples, voxels);
   const bool otsu = thresholds != nullptr;
 
-  if (whole_samples<T>(samples, voxels)) {
+  if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     exec(samples, [&](index_t s) {
       with_best_isa([&] {
         const index_t first = s * part.chunks;
@@ -179,7 +179,7 @@ void otsu_standardize_forward(const T* x, index_t samples, index_t voxels, int b
   check(thresholds != nullptr, "thresholds must not be null");
   check(stats != nullptr, "stats must not be null");
   standardize_stats(x, samples, voxels, bins, thresholds, stats, exec);
-  if (whole_samples<T>(samples, voxels)) {
+  if (whole_samples<T>(samples, voxels, executor_threads(exec))) {
     exec(samples, [&](index_t s) {
       with_best_isa([&] { standardize_range(x, s * voxels, (s + 1) * voxels, thresholds[s], stats[s], out); });
     });

@@ -96,10 +96,13 @@ struct ZeroFill {
 
 // math::bin_centre with its roundings spelled out: nvcc would contract
 // lo + (i + 0.5) * width into one fma and lose bit-equality with the CPU.
+// As the CPU's exact_bin_centre, halved on a range wider than DBL_MAX.
 template <class A>
 __device__ __forceinline__ A exact_bin_centre(A lo, A hi, int bins, int i) {
-  const double width = (static_cast<double>(hi) - static_cast<double>(lo)) / bins;
-  return static_cast<A>(__dadd_rn(static_cast<double>(lo), __dmul_rn(i + 0.5, width)));
+  const double l = static_cast<double>(lo), h = static_cast<double>(hi);
+  const double half = math::wide_range(l, h) ? 0.5 : 1.0;
+  const double width = __dsub_rn(__dmul_rn(h, half), __dmul_rn(l, half)) / bins;
+  return static_cast<A>(__dadd_rn(__dmul_rn(l, half), __dmul_rn(i + 0.5, width)) / half);
 }
 
 struct OtsuCandidate {

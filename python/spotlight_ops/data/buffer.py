@@ -83,7 +83,7 @@ class StatsCache:
 
     def save(self) -> None:
         """Written atomically (temp file + fsync + rename + folder fsync): a kill leaves the old cache or the new."""
-        from ..training.runfiles import atomic_write_text
+        from ..files.runfiles import atomic_write_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "entries": self.entries}))

@@ -121,10 +121,9 @@ def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
         foreground = target > 0
     else:
         foreground = target > threshold
-        raw = target.astype(np.float64)
-        target_stats = {"target_mean": float(raw.mean()), "target_std": float(raw.std())}
-        del raw
-        target = preprocess.standardize(target)
+        target_mean, target_std = preprocess.moments(target)
+        target_stats = {"target_mean": target_mean, "target_std": target_std}
+        target = preprocess.standardize_with(target, target_mean, target_std)
     if mask is not None:
         mask = preprocess.resample(mask, factors, labels=True)
     box = preprocess.crop_box(signal.shape, config.crop_multiple)
@@ -173,8 +172,7 @@ def volume_stats(row: ManifestRow, config: PreprocessConfig) -> dict:
                                       f"of {row.signal}")
     raw_shape = signal.shape
     factors = config.factors()
-    signal = preprocess.resample(signal, factors).astype(np.float64)
-    signal_mean, signal_std = float(signal.mean()), float(signal.std())
+    signal_mean, signal_std = preprocess.moments(preprocess.resample(signal, factors))
     del signal
     target = preprocess.resample(target, factors)
     threshold, foreground_fraction = checked_threshold(target, config, row.target)
@@ -183,25 +181,23 @@ def volume_stats(row: ManifestRow, config: PreprocessConfig) -> dict:
     if any(b.stop - b.start == 0 for b in box):
         raise DataError(row.signal, f"volume of shape {shape} (after resampling) is smaller than the crop "
                                     f"multiple {config.crop_multiple} along some axis")
-    target = target.astype(np.float64)
+    target_mean, target_std = preprocess.moments(target)
     return {"signal_mean": signal_mean, "signal_std": signal_std, "threshold": float(threshold),
-            "target_mean": float(target.mean()), "target_std": float(target.std()),
+            "target_mean": target_mean, "target_std": target_std,
             "foreground_fraction": foreground_fraction, "raw_shape": list(raw_shape), "shape": list(shape)}
 
 
 def _standardized_box(path, role: str, config: PreprocessConfig, box: tuple, offset: float,
                       scale: float) -> np.ndarray:
-    """``(x - offset) / scale`` over ``box`` of the resampled volume, float64 math, float32 result."""
+    """``(x - offset) / scale`` over ``box`` of the resampled volume (``preprocess.standardize_with``,
+    the eager path's formula)."""
     volume = open_volume(path, role)
     factors = config.factors()
-    scale = scale if scale > 0 else 1.0
     if any(abs(f - 1.0) >= 1e-9 for f in factors):  # resampling needs the whole volume
-        source = preprocess.resample(volume.read(), factors)[box]
-        return ((source.astype(np.float64) - offset) / scale).astype(np.float32)
+        return preprocess.standardize_with(preprocess.resample(volume.read(), factors)[box], offset, scale)
     out = np.empty(tuple(b.stop - b.start for b in box), np.float32)
     for i, z in enumerate(range(box[0].start, box[0].stop)):  # plane by plane: bounded temporaries
-        plane = volume.slab(z, z + 1)[0][box[1:]]
-        out[i] = ((plane.astype(np.float64) - offset) / scale).astype(np.float32)
+        out[i] = preprocess.standardize_with(volume.slab(z, z + 1)[0][box[1:]], offset, scale)
     return out
 
 

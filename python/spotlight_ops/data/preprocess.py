@@ -16,35 +16,49 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+from ..functional import otsu_standardize, otsu_threshold
+
+
+def moments(volume: np.ndarray) -> tuple[float, float]:
+    """``(mean, std)`` of a whole volume in float64, std with ddof 0: the data pipeline's one std.
+
+    Every standardization of the pipeline divides by this std: the signal's, a z-scored target's,
+    an Otsu-standardized target's with a smoothed threshold, and the statistics cached for lazy
+    loading (``dataset.volume_stats``), which later standardize a crop box read plane by plane. The op
+    ``otsu_standardize`` serves only the eager Otsu target without smoothing: it standardizes a
+    whole tensor with its own T and returns no statistics, so it can neither take a smoothed T nor
+    give the (T, std) that the lazy path applies to a box; the two agree within 2e-6 (docs/training.md).
+    """
+    x = np.asarray(volume).astype(np.float64)
+    return float(x.mean()), float(x.std())
+
+
+def standardize_with(volume: np.ndarray, offset: float, std: float) -> np.ndarray:
+    """``(x - offset) / std`` in float64, returned as float32; std 0 (a constant volume) divides by 1."""
+    return ((np.asarray(volume).astype(np.float64) - offset) / (std if std > 0 else 1.0)).astype(np.float32)
+
 
 def standardize(volume: np.ndarray) -> np.ndarray:
     """``(x - mean) / std`` in float32, std with ddof 0 (1 where the volume is constant)."""
-    x = volume.astype(np.float64)
-    std = x.std()
-    return ((x - x.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
+    mean, std = moments(volume)
+    return standardize_with(volume, mean, std)
 
 
 def otsu_threshold_volume(volume: np.ndarray, smooth: bool = False, median_size: int = 5,
                           gaussian_sigma: float = 5.0) -> float:
     """Otsu threshold T of one volume (SPEC 1), optionally of its smoothed copy."""
-    import spotlight_ops  # the op library; imported late so the data package loads without it
-
     x = volume.astype(np.float32)
     if smooth:
         x = ndi.gaussian_filter(ndi.median_filter(x, size=median_size), sigma=gaussian_sigma)
-    return float(spotlight_ops.otsu_threshold(torch.from_numpy(np.ascontiguousarray(x))[None])[0])
+    return float(otsu_threshold(torch.from_numpy(np.ascontiguousarray(x))[None])[0])
 
 
 def otsu_standardize_volume(volume: np.ndarray, smooth: bool = False) -> np.ndarray:
     """``(x - T) / std(x)`` (SPEC 6) in float32; with ``smooth`` T comes from the smoothed copy."""
-    import spotlight_ops
-
     x = np.ascontiguousarray(volume, dtype=np.float32)
     if not smooth:
-        return spotlight_ops.otsu_standardize(torch.from_numpy(x)[None])[0].numpy()
-    threshold = otsu_threshold_volume(x, smooth=True)
-    std = float(x.astype(np.float64).std())
-    return ((x - threshold) / (std if std > 0 else 1.0)).astype(np.float32)
+        return otsu_standardize(torch.from_numpy(x)[None])[0].numpy()
+    return standardize_with(x, otsu_threshold_volume(x, smooth=True), moments(x)[1])
 
 
 def zoom_factors(voxel_size: Sequence[float], isotropic_size: Optional[float] = None) -> tuple:

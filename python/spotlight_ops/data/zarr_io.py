@@ -16,6 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..optional import optional_import
 from .errors import DataError
 
 PathLike = Union[str, Path]
@@ -35,17 +36,13 @@ def is_zarr(path: PathLike) -> bool:
 
 
 def _modules():
-    try:
-        with warnings.catch_warnings():  # ome_zarr.writer builds a deprecated Scaler as a default argument
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import zarr
-            from ome_zarr.io import parse_url
-            from ome_zarr.reader import Multiscales, Reader
-            from ome_zarr.writer import write_image
-    except ImportError as err:
-        raise ImportError("OME-Zarr needs the ome-zarr package: pip install 'spotlight-ops[zarr]' "
-                          "(or pip install ome-zarr)") from err
-    return zarr, parse_url, Reader, Multiscales, write_image
+    install = "pip install 'spotlight-ops[zarr]' (or pip install ome-zarr)"
+    with warnings.catch_warnings():  # ome_zarr.writer builds a deprecated Scaler as a default argument
+        warnings.simplefilter("ignore", DeprecationWarning)
+        zarr = optional_import("zarr", install=install, purpose="OME-Zarr")
+        io, reader, writer = (optional_import(f"ome_zarr.{name}", install=install, purpose="OME-Zarr")
+                              for name in ("io", "reader", "writer"))
+    return zarr, io.parse_url, reader.Reader, reader.Multiscales, writer.write_image
 
 
 def open_zarr(path: PathLike, role: str = "volume") -> tuple:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..optional import optional_import
 from ._validation import as_image
 
 
@@ -22,9 +23,7 @@ def cellpose_status(model_path: str | Path | None) -> tuple[bool, str]:
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"cellpose_model: no such model file: {path}")
-    try:
-        import cellpose  # noqa: F401
-    except ImportError:
+    if optional_import("cellpose") is None:
         return False, f"Cellpose skipped: the cellpose package is not installed (model file {path} was given)."
     return True, f"Cellpose ran with the local model {path}."
 

@@ -148,6 +148,25 @@ def fit_ri_factor(elements: SSIMElements) -> float:
     return float(np.exp(result.x))
 
 
+def _check_percentile(bg_percentile: float) -> float:
+    bg_percentile = float(bg_percentile)
+    if not 0 <= bg_percentile < 100:
+        raise ValueError(f"bg_percentile must be in [0, 100), got {bg_percentile}")
+    return bg_percentile
+
+
+def _normalized(target: np.ndarray, prediction: np.ndarray, bg_percentile: float) -> tuple:
+    """``(Y - o_Y) / m, (P - o_P) / m, o_Y, o_P, m``: offsets the ``bg_percentile``-th percentiles,
+    ``m = max(Y - o_Y)`` (both normalized by the target's scale, as the ``microssim`` package does)."""
+    bg_percentile = _check_percentile(bg_percentile)
+    offset_t = float(np.percentile(target, bg_percentile))
+    offset_p = float(np.percentile(prediction, bg_percentile))
+    scale = float((target - offset_t).max())
+    if scale <= 0:
+        raise ValueError("target has no intensity above its background percentile; MicroSSIM is undefined")
+    return (target - offset_t) / scale, (prediction - offset_p) / scale, offset_t, offset_p, scale
+
+
 def micro_ssim(
     target: np.ndarray,
     prediction: np.ndarray,
@@ -168,16 +187,7 @@ def micro_ssim(
     same_shape("prediction", prediction, "target", target)
     if mask is not None:
         mask = as_mask("mask", mask, target.shape)
-    bg_percentile = float(bg_percentile)
-    if not 0 <= bg_percentile < 100:
-        raise ValueError(f"bg_percentile must be in [0, 100), got {bg_percentile}")
-    offset_t = float(np.percentile(target, bg_percentile))
-    offset_p = float(np.percentile(prediction, bg_percentile))
-    scale = float((target - offset_t).max())
-    if scale <= 0:
-        raise ValueError("target has no intensity above its background percentile; MicroSSIM is undefined")
-    target_n = (target - offset_t) / scale
-    prediction_n = (prediction - offset_p) / scale
+    target_n, prediction_n, offset_t, offset_p, scale = _normalized(target, prediction, bg_percentile)
     elements = ssim_elements(
         target_n, prediction_n, float(target_n.max() - target_n.min()), win_size, gaussian_weights, sigma
     )
@@ -222,22 +232,14 @@ def micro_ssim_slices(
     same_shape("prediction", prediction, "target", target)
     if mask is not None:
         mask = as_mask("mask", mask, target.shape)
-    bg_percentile = float(bg_percentile)
-    if not 0 <= bg_percentile < 100:
-        raise ValueError(f"bg_percentile must be in [0, 100), got {bg_percentile}")
+    _check_percentile(bg_percentile)
     score_window = 2 * int(_TRUNCATE * positive("sigma", sigma) + 0.5) + 1
     if min(target.shape[1:]) < max(score_window, fit_win_size):
         raise ValueError(
             f"XY planes of {target.shape[1:]} are smaller than MicroSSIM's {max(score_window, fit_win_size)}-pixel "
             "window (per-slice convention)"
         )
-    offset_t = float(np.percentile(target, bg_percentile))
-    offset_p = float(np.percentile(prediction, bg_percentile))
-    scale = float((target - offset_t).max())
-    if scale <= 0:
-        raise ValueError("target has no intensity above its background percentile; MicroSSIM is undefined")
-    target_n = (target - offset_t) / scale
-    prediction_n = (prediction - offset_p) / scale
+    target_n, prediction_n, offset_t, offset_p, scale = _normalized(target, prediction, bg_percentile)
     planes = [z for z in range(target.shape[0]) if target_n[z].max() > target_n[z].min()]
     if not planes:
         raise ValueError("every XY slice of the target is constant: MicroSSIM is undefined")

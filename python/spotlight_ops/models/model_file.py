@@ -1,6 +1,6 @@
 """The model file (``model.pt``): one format, written by training and read by prediction.
 
-A model file is a framed checkpoint file (:mod:`spotlight_ops.training.checkpoint`: magic bytes,
+A model file is a framed checkpoint file (:mod:`spotlight_ops.files.checkpoint`: magic bytes,
 SHA-256, length, ``torch.save`` payload) whose payload holds::
 
     kind            "spotlight-model"
@@ -47,14 +47,14 @@ def model_payload(model, preprocess: dict, config: dict, iteration: int, source:
 
 def write_model_file(path: Union[str, Path], payload: dict) -> Path:
     """Writes a model file atomically (temporary, fsync, rename, folder fsync)."""
-    from ..training.checkpoint import save_atomic
+    from ..files.checkpoint import save_atomic
 
     return save_atomic(path, payload)
 
 
 def read_model_payload(path: Union[str, Path]) -> dict:
     """The verified payload of a model file or training checkpoint; :class:`ModelFileError` otherwise."""
-    from ..training.checkpoint import CheckpointError, load_checkpoint
+    from ..files.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(path)
     try:
@@ -125,7 +125,7 @@ def resolve(path: Union[str, Path]) -> Path:
 
 def is_current(model_path: Union[str, Path], checkpoint_path: Union[str, Path]) -> bool:
     """True when ``model_path`` is an intact model file copied from ``checkpoint_path`` as it is now."""
-    from ..training.checkpoint import read_digest
+    from ..files.checkpoint import read_digest
 
     digest = read_digest(checkpoint_path)
     if digest is None:
@@ -138,7 +138,7 @@ def is_current(model_path: Union[str, Path], checkpoint_path: Union[str, Path]) 
 
 
 def _digest(checkpoint: Path) -> Optional[str]:
-    from ..training.checkpoint import read_digest
+    from ..files.checkpoint import read_digest
 
     return read_digest(checkpoint)
 

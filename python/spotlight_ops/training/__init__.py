@@ -3,9 +3,9 @@
 ``train(TrainConfig(...), resume=...)`` runs or continues a run; ``spotlight train`` is its CLI.
 """
 
-from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_atomic
+from ..files.checkpoint import CheckpointError, CheckpointManager, load_checkpoint, save_atomic
 from .config import TrainConfig, build_config
-from .runfiles import RunLockedError
+from ..files.runfiles import RunLockedError
 from .trainer import Stopped, TrainResult, make_criterion, train
 
 __all__ = ["CheckpointError", "CheckpointManager", "RunLockedError", "Stopped", "TrainConfig", "TrainResult",

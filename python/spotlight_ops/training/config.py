@@ -265,7 +265,7 @@ def _one_line(err) -> str:
 
 def write_yaml(config: TrainConfig, path: Union[str, Path]) -> None:
     """Writes the config atomically (a kill mid-write leaves the old file or the new one)."""
-    from .runfiles import atomic_write_text
+    from ..files.runfiles import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
@@ -277,7 +277,7 @@ def stored_config_keys(folder: Union[str, Path]) -> set:
 
 
 def _checkpoint_config(folder: Union[str, Path]) -> Optional[tuple]:
-    from .checkpoint import CheckpointError, load_checkpoint
+    from ..files.checkpoint import CheckpointError, load_checkpoint
 
     for name in ("checkpoint_latest.pt", "checkpoint_last_good.pt"):
         path = Path(folder) / name

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
-from .runfiles import atomic_write_text
+from ..files.runfiles import atomic_write_text
 
 COLUMNS = ("iteration", "loss", "seconds")
 
@@ -113,13 +113,11 @@ class LossLog:
     def _open_tensorboard(folder: Path, wanted):
         if wanted is False:
             return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            if wanted is True:
-                raise RuntimeError("tensorboard=true but the tensorboard package is not installed") from None
-            return None
-        return SummaryWriter(str(folder))
+        from ..optional import optional_import
+
+        tensorboard = optional_import("torch.utils.tensorboard", needs=("tensorboard",), purpose="tensorboard: true",
+                                      install="pip install tensorboard" if wanted is True else None)
+        return None if tensorboard is None else tensorboard.SummaryWriter(str(folder))
 
     def log(self, iteration: int, loss: float, metrics: Optional[Mapping[str, Optional[float]]] = None) -> None:
         """One row; ``metrics`` maps column names to values (a missing name or None: an empty cell)."""

@@ -35,12 +35,12 @@ from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_mani
 from ..models import FNet
 from . import distributed as D
 from ..models import model_file
-from .checkpoint import CheckpointError, CheckpointManager, read_digest
+from ..files.checkpoint import CheckpointError, CheckpointManager, read_digest
 from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
 from .log import LossLog, read_log
 from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
-from .runfiles import RunLock, RunLockedError, remove_temporaries
+from ..files.runfiles import RunLock, RunLockedError, remove_temporaries
 from .schedule import learning_rate
 from . import validation as V
 
@@ -180,7 +180,7 @@ def _resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.Dist
     if path is None:
         return None
     if not ctx.is_main:
-        from .checkpoint import load_checkpoint
+        from ..files.checkpoint import load_checkpoint
 
         payload = load_checkpoint(path)
     if payload.get("format_version") != FORMAT_VERSION:

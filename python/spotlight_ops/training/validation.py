@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..data import ManifestRow, PatchSampler, PreprocessConfig, load_pair
-from .runfiles import atomic_write_bytes
+from ..files.runfiles import atomic_write_bytes
 
 PLOT_SECONDS = 30.0  # least time between two redraws of loss_curve.png (the last iteration always redraws)
 

@@ -3,6 +3,8 @@
 // to float rounding) and against the float64 reference of reference.hpp.
 // Every test skips when no CUDA device can be used; nothing touches CUDA
 // outside a test body, so listing the tests works on any machine.
+#include <random>
+
 #include "cuda_test_support.cuh"
 
 using namespace spotlight_test;
@@ -45,7 +47,7 @@ TYPED_TEST(CudaKernels, OtsuWithinOneBinOfReference) {
   for (index_t s = 0; s < 2; ++s) {
     const std::vector<double> v(b.target_acc.begin() + s * voxels, b.target_acc.begin() + (s + 1) * voxels);
     const double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
-    EXPECT_LE(std::abs(got[s] - ref::otsu(v, kBins)), (hi - lo) / 256 * 1.0001) << "sample " << s;
+    EXPECT_LE(std::abs(got[s] - ref::otsu(v, kBins)), (hi - lo) / kBins * 1.0001) << "sample " << s;
   }
 }
 
@@ -70,6 +72,33 @@ TYPED_TEST(CudaKernels, OtsuConstantSkewedAndNonFiniteSamples) {
   EXPECT_EQ(got[0], acc_t<T>(3.5));
   EXPECT_TRUE(std::isnan(got[2]));
   EXPECT_TRUE(std::isnan(got[3]));
+}
+
+// Samples spanning more than DBL_MAX (hi - lo overflows double: the
+// histogram and bin centre run on halved values, see math::wide_range) and
+// the float extremes: finite thresholds, the CPU kernel's bits.
+template <class T>
+void expect_extreme_thresholds(T m) {
+  const index_t samples = 2, voxels = 70001;
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<T> x(static_cast<size_t>(samples * voxels));
+  for (auto& v : x) v = static_cast<T>(u(rng) * static_cast<double>(m));
+  for (index_t s = 0; s < samples; ++s) {
+    x[s * voxels] = -m;
+    x[s * voxels + 1] = m;
+  }
+  const auto got = cuda_thresholds(x, samples, voxels, kBins);
+  for (index_t s = 0; s < samples; ++s) EXPECT_TRUE(std::isfinite(got[s])) << m << " sample " << s;
+  expect_same_bits(got, cpu_thresholds<T>(x, samples, voxels, kBins), "extreme range");
+}
+
+TEST(CudaKernelsExtremes, OtsuFiniteWhenTheRangeOverflows) {
+  SKIP_WITHOUT_GPU();
+  expect_extreme_thresholds<double>(1e308);
+  expect_extreme_thresholds<double>(std::numeric_limits<double>::max());
+  expect_extreme_thresholds<float>(3e38f);
+  expect_extreme_thresholds<float>(std::numeric_limits<float>::max());
 }
 
 TEST(CudaKernelsWorkspace, TooSmallIsAnErrorNotAWrite) {

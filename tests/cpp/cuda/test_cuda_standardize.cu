@@ -89,6 +89,12 @@ TEST(CudaStandardize, DoubleAtTheExtremes) {
   SKIP_WITHOUT_GPU();
   for (const double scale : {1e-300, 1e-160, 1.0, 1e160, 1e300, DBL_MAX / 200})
     expect_like_cpu(scaled<double>(2 * 30000, scale, 7), 2, 1e-12, "double " + std::to_string(scale));
+  // [-DBL_MAX, DBL_MAX]: hi - lo overflows (Otsu on halved values, math::wide_range)
+  std::vector<double> widest = scaled<double>(30000, 1.0, 8);
+  for (auto& v : widest) v = (v - 110.0) / 10.0 * DBL_MAX;
+  widest[0] = -DBL_MAX;
+  widest[1] = DBL_MAX;
+  expect_like_cpu(widest, 1, 1e-12, "double [-max, max]");
 }
 
 TEST(CudaStandardize, RejectsSmallWorkspace) {
