@@ -77,21 +77,33 @@ inline void check_mask(const Tensor& mask, const Tensor& like, const char* like_
               like.device(), "), got ", mask.device());
 }
 
+// The ops' string options, parsed once by the header's parsers (spotlight/core/options.hpp);
+// a bad name is a ValueError naming the argument.
+inline spotlight::Reduction parse_reduction(c10::string_view name) {
+  return translate_errors([&] { return spotlight::parse_reduction(std::string_view(name.data(), name.size())); });
+}
+
+inline spotlight::MseNormalization parse_mse_normalization(c10::string_view name) {
+  return translate_errors(
+      [&] { return spotlight::parse_mse_normalization(std::string_view(name.data(), name.size())); });
+}
+
+inline void check_eps(double eps) {
+  translate_errors([&] { spotlight::check_eps(eps); });
+}
+
 inline spotlight::LossOptions loss_options(double lam, double k, double eps, int64_t bins,
                                            c10::string_view mse_normalization, c10::string_view reduction) {
-  return translate_errors([&] {
-    spotlight::LossOptions opt;
-    opt.lam = lam;
-    opt.k = k;
-    opt.eps = eps;
-    spotlight::check_bins(bins);
-    opt.bins = static_cast<int>(bins);
-    opt.mse_normalization =
-        spotlight::parse_mse_normalization(std::string_view(mse_normalization.data(), mse_normalization.size()));
-    opt.reduction = spotlight::parse_reduction(std::string_view(reduction.data(), reduction.size()));
-    opt.validate();
-    return opt;
-  });
+  spotlight::LossOptions opt;
+  opt.lam = lam;
+  opt.k = k;
+  opt.eps = eps;
+  translate_errors([&] { spotlight::check_bins(bins); });
+  opt.bins = static_cast<int>(bins);
+  opt.mse_normalization = parse_mse_normalization(mse_normalization);
+  opt.reduction = parse_reduction(reduction);
+  translate_errors([&] { opt.validate(); });
+  return opt;
 }
 
 // The accumulation dtype of a tensor dtype: float64 for float64, else float32.

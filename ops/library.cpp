@@ -68,6 +68,17 @@ TORCH_LIBRARY(spotlight, m) {
       "masked_mse(Tensor pred, Tensor target, Tensor mask, str mse_normalization={mse_normalization}, "
       "str reduction={reduction}) -> Tensor").c_str());
   m.def(with_defaults("soft_dice(Tensor soft, Tensor mask, float eps={eps}, str reduction={reduction}) -> Tensor").c_str());
+  // (value, per-sample sums [N, 6] float64: spotlight::LossSums, the state of the backward)
+  m.def(
+      "_masked_mse_forward(Tensor pred, Tensor target, Tensor mask, str mse_normalization, str reduction) -> "
+      "(Tensor, Tensor)");
+  // (grad_pred, grad_target: empty unless target_grad)
+  m.def(
+      "_masked_mse_backward(Tensor grad, Tensor pred, Tensor target, Tensor mask, Tensor sums, str mse_normalization, "
+      "str reduction, bool target_grad) -> (Tensor, Tensor)");
+  m.def("_soft_dice_forward(Tensor soft, Tensor mask, float eps, str reduction) -> (Tensor, Tensor)");
+  // (grad_soft; soft gives its dtype, shape and device: the gradient does not read its values)
+  m.def("_soft_dice_backward(Tensor grad, Tensor soft, Tensor mask, Tensor sums, float eps, str reduction) -> Tensor");
   m.def(with_defaults(
       "loss(Tensor pred, Tensor target, Tensor? threshold=None, float lam={lam}, float k={k}, "
       "float eps={eps}, int bins={bins}, str mse_normalization={mse_normalization}, str reduction={reduction}, "

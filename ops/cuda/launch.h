@@ -43,14 +43,26 @@ cudaError_t tunable_sigmoid(DType dtype, const void* x, int64_t count, double k,
 cudaError_t tunable_sigmoid_backward(DType dtype, const void* grad, const void* x, int64_t count, double k,
                                      void* grad_x, cudaStream_t stream);
 
-// masked_mse and soft_dice; out: loss_output_size(reduction, samples) values of dtype.
+// masked_mse and soft_dice; out: loss_output_size(reduction, samples) values of dtype;
+// sums: [samples, 6] float64 (spotlight::LossSums), the state the backward reads.
 size_t term_workspace_bytes(DType dtype, int64_t samples, int64_t voxels);
 cudaError_t masked_mse(DType dtype, const void* pred, const void* target, const bool* mask, int64_t samples,
                        int64_t voxels, spotlight::MseNormalization mse_normalization, spotlight::Reduction reduction,
-                       void* out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+                       void* out, double* sums, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 cudaError_t soft_dice(DType dtype, const void* soft, const bool* mask, int64_t samples, int64_t voxels, double eps,
-                      spotlight::Reduction reduction, void* out, void* workspace, size_t workspace_bytes,
-                      cudaStream_t stream);
+                      spotlight::Reduction reduction, void* out, double* sums, void* workspace,
+                      size_t workspace_bytes, cudaStream_t stream);
+// Their backwards: grad holds loss_output_size(reduction, samples) float64 values; sums: the
+// forward's; grad_target may be null.
+size_t term_backward_workspace_bytes(int64_t samples);
+cudaError_t masked_mse_backward(DType dtype, const double* grad, const void* pred, const void* target,
+                                const bool* mask, int64_t samples, int64_t voxels, const double* sums,
+                                spotlight::MseNormalization mse_normalization, spotlight::Reduction reduction,
+                                void* grad_pred, void* grad_target, void* workspace, size_t workspace_bytes,
+                                cudaStream_t stream);
+cudaError_t soft_dice_backward(DType dtype, const double* grad, const bool* mask, int64_t samples, int64_t voxels,
+                               const double* sums, double eps, spotlight::Reduction reduction, void* grad_soft,
+                               void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // The fused loss. given_thresholds: null (Otsu per sample) or [samples] of the
 // accumulation dtype (float64 for float64, else float32), as are thresholds;

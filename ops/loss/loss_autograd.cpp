@@ -3,36 +3,19 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/ops/full.h>
 #include <torch/autograd.h>
-#include <torch/csrc/autograd/functions/basic_ops.h>
-#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <string>
 
 #include "ops/common.h"
 #include "ops/dispatcher.h"
+#include "ops/double_backward.h"
 
 namespace spotlight_ops {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-constexpr const char* kNoSecondDerivative =
-    "spotlight: the second derivative of spotlight.loss is not implemented: its gradient (from "
-    "autograd.grad(..., create_graph=True)) cannot be differentiated again. Use spotlight_ops.reference.loss "
-    "for higher-order derivatives.";
-
-// Under create_graph, a gradient that is differentiated again must not be a
-// silent constant: give it a node that raises when the second backward reaches it.
-void error_on_double_backward(Tensor& grad, const Tensor& pred, const Tensor& target, const Tensor& upstream) {
-  if (!grad.defined() || !at::GradMode::is_enabled()) return;
-  if (!pred.requires_grad() && !target.requires_grad() && !upstream.requires_grad()) return;
-  auto node = c10::make_intrusive<torch::autograd::Error>(kNoSecondDerivative,
-                                                          torch::autograd::collect_next_edges(pred, target, upstream));
-  grad = grad.detach();
-  torch::autograd::set_history(grad, node);
-}
 
 class LossFunction : public torch::autograd::Function<LossFunction> {
  public:
@@ -79,10 +62,10 @@ class LossFunction : public torch::autograd::Function<LossFunction> {
           ctx->saved_data["k"].toDouble(), ctx->saved_data["eps"].toDouble(), norm, reduction, target_grad,
           soft_mask, mask, mask_rule, dice_denominator, empty_pools, ctx->saved_data["per_channel"].toBool());
     }
-    error_on_double_backward(grad_pred, saved[0], saved[1], grads[0]);
+    error_on_double_backward(grad_pred, "loss", saved[0], saved[1], grads[0]);
     out[0] = grad_pred;
     if (target_grad) {
-      error_on_double_backward(grad_target, saved[0], saved[1], grads[0]);
+      error_on_double_backward(grad_target, "loss", saved[0], saved[1], grads[0]);
       out[1] = grad_target;
     }
     return out;

@@ -1,15 +1,21 @@
-// Autograd of masked_mse and soft_dice. The mask is a constant (bool).
-// Per pool, with g the upstream gradient of the pool's value:
-//   masked_mse: dL/dP = g * 2 M (P - Y) / D,  dL/dY = -dL/dP  (0 when D = 0)
-//   soft_dice:  dL/dS = g * (-2 M / B + 2 A / B^2),  A = sum(S M), B = sum(S) + sum(M) + eps
-// "mean" pools per sample with g / N; "none" per sample with g_s.
-#include <ATen/ATen.h>
+// Autograd of masked_mse and soft_dice: glue over their private forward and
+// backward ops. The forward saves each sample's sums (spotlight::LossSums:
+// D = sum(M) for masked_mse; A = sum(S M), sum(S), sum(M) for soft_dice), so
+// the backward makes one pass over the voxels and no reduction; its math is
+// the header's (term_coefficients in spotlight/core/loss_terms.hpp). The
+// mask is a constant (bool). The backward is a kernel, not differentiable
+// again: under create_graph its gradient raises a named error when a second
+// backward reaches it (use spotlight_ops.reference for higher derivatives).
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <string>
+#include <tuple>
 
 #include "ops/common.h"
+#include "ops/double_backward.h"
 
 namespace spotlight_ops {
 namespace {
@@ -17,17 +23,37 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Per-pool sums of x [N, n]: a [1, 1] tensor for "batch", [N, 1] otherwise.
-Tensor pool_sum(const Tensor& x, spotlight::Reduction r) {
-  return r == spotlight::Reduction::kBatch ? x.sum().reshape({1, 1}) : x.sum(1, true);
+const auto& masked_mse_forward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_masked_mse_forward", "")
+                             .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+                                                               c10::string_view, c10::string_view)>();
+  return op;
 }
 
-// Upstream gradient per pool, broadcastable against [N, n].
-Tensor pool_grad(const Tensor& grad, spotlight::Reduction r, int64_t samples, at::ScalarType acc) {
-  const Tensor g = grad.to(acc);
-  if (r == spotlight::Reduction::kNone) return g.reshape({samples, 1});
-  if (r == spotlight::Reduction::kMean) return (g / static_cast<double>(samples)).reshape({1, 1});
-  return g.reshape({1, 1});
+const auto& masked_mse_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_masked_mse_backward", "")
+                             .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
+                                                               const Tensor&, const Tensor&, c10::string_view,
+                                                               c10::string_view, bool)>();
+  return op;
+}
+
+const auto& soft_dice_forward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_soft_dice_forward", "")
+                             .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, double,
+                                                               c10::string_view)>();
+  return op;
+}
+
+const auto& soft_dice_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_soft_dice_backward", "")
+                             .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, double,
+                                           c10::string_view)>();
+  return op;
 }
 
 class MaskedMseFunction : public torch::autograd::Function<MaskedMseFunction> {
@@ -35,35 +61,32 @@ class MaskedMseFunction : public torch::autograd::Function<MaskedMseFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& pred, const Tensor& target, const Tensor& mask,
                                c10::string_view mse_normalization, c10::string_view reduction) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("spotlight::masked_mse", "")
-                               .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, c10::string_view,
-                                             c10::string_view)>();
-    ctx->save_for_backward({pred, target, mask});
+    auto [value, sums] = masked_mse_forward_op().call(pred, target, mask, mse_normalization, reduction);
+    ctx->save_for_backward({pred, target, mask, sums});
     ctx->saved_data["mse_normalization"] = std::string(mse_normalization);
     ctx->saved_data["reduction"] = std::string(reduction);
-    return {op.call(pred, target, mask, mse_normalization, reduction)};
+    ctx->saved_data["target_grad"] = target.requires_grad();
+    return {value};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    if (!grads[0].defined()) return variable_list(5);
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &pred = saved[0], &target = saved[1], &mask = saved[2];
-    const auto opt = loss_options(0.5, -0.95, 1e-6, 256, ctx->saved_data["mse_normalization"].toStringRef(),
-                                  ctx->saved_data["reduction"].toStringRef());
-    const auto acc = acc_dtype(pred.scalar_type());
-    const int64_t samples = pred.size(0);
-    const Tensor p = pred.reshape({samples, -1}).to(acc), y = target.reshape({samples, -1}).to(acc);
-    const Tensor m = mask.reshape({samples, -1}).to(acc);
-    Tensor d = opt.mse_normalization == spotlight::MseNormalization::kForeground
-                   ? pool_sum(m, opt.reduction)
-                   : at::full_like(pool_sum(m, opt.reduction), static_cast<double>(
-                                       opt.reduction == spotlight::Reduction::kBatch ? p.numel() : p.size(1)));
-    const Tensor coef = at::where(d > 0, 2.0 / d, at::zeros_like(d)) * pool_grad(grads[0], opt.reduction, samples, acc);
-    const Tensor gp = coef * m * (p - y);
     variable_list out(5);
-    out[0] = gp.to(pred.scalar_type()).reshape(pred.sizes());
-    out[1] = (-gp).to(target.scalar_type()).reshape(target.sizes());
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    const bool target_grad = ctx->saved_data["target_grad"].toBool();
+    Tensor grad_pred, grad_target;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(grad_pred, grad_target) = masked_mse_backward_op().call(
+          grads[0], saved[0], saved[1], saved[2], saved[3], ctx->saved_data["mse_normalization"].toStringRef(),
+          ctx->saved_data["reduction"].toStringRef(), target_grad);
+    }
+    error_on_double_backward(grad_pred, "masked_mse", saved[0], saved[1], grads[0]);
+    out[0] = grad_pred;
+    if (target_grad) {
+      error_on_double_backward(grad_target, "masked_mse", saved[0], saved[1], grads[0]);
+      out[1] = grad_target;
+    }
     return out;
   }
 };
@@ -73,29 +96,26 @@ class SoftDiceFunction : public torch::autograd::Function<SoftDiceFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& soft, const Tensor& mask, double eps,
                                c10::string_view reduction) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("spotlight::soft_dice", "")
-                               .typed<Tensor(const Tensor&, const Tensor&, double, c10::string_view)>();
-    ctx->save_for_backward({soft, mask});
+    auto [value, sums] = soft_dice_forward_op().call(soft, mask, eps, reduction);
+    ctx->save_for_backward({soft, mask, sums});
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["reduction"] = std::string(reduction);
-    return {op.call(soft, mask, eps, reduction)};
+    return {value};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    if (!grads[0].defined()) return variable_list(4);
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &soft = saved[0], &mask = saved[1];
-    const double eps = ctx->saved_data["eps"].toDouble();
-    const auto opt = loss_options(0.5, -0.95, eps, 256, "foreground", ctx->saved_data["reduction"].toStringRef());
-    const auto acc = acc_dtype(soft.scalar_type());
-    const int64_t samples = soft.size(0);
-    const Tensor s = soft.reshape({samples, -1}).to(acc), m = mask.reshape({samples, -1}).to(acc);
-    const Tensor a = pool_sum(s * m, opt.reduction);
-    const Tensor b = pool_sum(s, opt.reduction) + pool_sum(m, opt.reduction) + eps;
-    const Tensor gs = pool_grad(grads[0], opt.reduction, samples, acc) * (-2.0 * m / b + 2.0 * a / (b * b));
     variable_list out(4);
-    out[0] = gs.to(soft.scalar_type()).reshape(soft.sizes());
+    if (!grads[0].defined()) return out;
+    const auto saved = ctx->get_saved_variables();
+    Tensor grad_soft;
+    {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      grad_soft = soft_dice_backward_op().call(grads[0], saved[0], saved[1], saved[2],
+                                               ctx->saved_data["eps"].toDouble(),
+                                               ctx->saved_data["reduction"].toStringRef());
+    }
+    error_on_double_backward(grad_soft, "soft_dice", saved[0], grads[0], Tensor());
+    out[0] = grad_soft;
     return out;
   }
 };

@@ -77,6 +77,48 @@ def _(soft, mask, eps=EPS, reduction=REDUCTION):
     return _reduced(soft, reduction)
 
 
+@torch.library.register_fake("spotlight::_masked_mse_forward")
+def _(pred, target, mask, mse_normalization, reduction):
+    _same_device(target, "target", pred, "pred")
+    _same_device(mask, "mask", pred, "pred")
+    return _reduced(pred, reduction), pred.new_empty((pred.shape[0], _FIELDS), dtype=torch.float64)
+
+
+def _check_term_state(grad, sums, like, like_name: str, reduction: str) -> None:
+    """The checks of ops/terms/terms_checks.h, check_term_state."""
+    n = like.shape[0]
+    outputs = n if reduction == "none" else 1
+    if grad.numel() != outputs:
+        raise ValueError(f"spotlight: grad must hold {outputs} values, got shape {_shape(grad)}")
+    if sums.dim() != 2 or sums.shape[0] != n or sums.shape[1] != _FIELDS or sums.dtype != torch.float64:
+        raise ValueError(f"spotlight: sums must be float64 [{n}, {_FIELDS}], got {_shape(sums)} {_name(sums.dtype)}")
+    if grad.device != like.device or sums.device != like.device:
+        raise RuntimeError(f"spotlight: grad and sums must be on the device of {like_name} ({like.device})")
+
+
+@torch.library.register_fake("spotlight::_masked_mse_backward")
+def _(grad, pred, target, mask, sums, mse_normalization, reduction, target_grad):
+    _reduced(pred, reduction)
+    _same_device(target, "target", pred, "pred")
+    _same_device(mask, "mask", pred, "pred")
+    _check_term_state(grad, sums, pred, "pred", reduction)
+    return pred.new_empty(pred.shape), pred.new_empty(pred.shape if target_grad else (0,))
+
+
+@torch.library.register_fake("spotlight::_soft_dice_forward")
+def _(soft, mask, eps, reduction):
+    _same_device(mask, "mask", soft, "soft")
+    return _reduced(soft, reduction), soft.new_empty((soft.shape[0], _FIELDS), dtype=torch.float64)
+
+
+@torch.library.register_fake("spotlight::_soft_dice_backward")
+def _(grad, soft, mask, sums, eps, reduction):
+    _reduced(soft, reduction)
+    _same_device(mask, "mask", soft, "soft")
+    _check_term_state(grad, sums, soft, "soft", reduction)
+    return soft.new_empty(soft.shape)
+
+
 # The argument checks of the loss kernels (ops/loss/loss_checks.h, ops/common.h,
 # spotlight/core/options.hpp), in the same order with the same messages: under
 # FakeTensorMode, torch.compile and torch.export a bad call fails while tracing.

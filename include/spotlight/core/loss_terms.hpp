@@ -8,20 +8,21 @@
 
 namespace spotlight {
 
-// Sums over one pool of voxels. Always double: chunk partials are combined
-// here in a fixed order, so the result is deterministic and does not lose
-// the precision a float running sum would over millions of voxels.
-struct LossSums {
-  double fg = 0;       // D_fg = sum(M)
-  double sq_err = 0;   // sum(M * (Y - P)^2)
-  double soft = 0;     // sum(S), or sum(S^2) for DiceDenominator::kSquared
-  double soft_fg = 0;  // A = sum(S * M)
-  double poison = 0;   // 0, or NaN when a pooled value is NaN or Inf
-  double sq_err_all = 0;  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
+// The per-pool sums of a loss, in V. LossSums (V = double) are a pool's
+// sums; the CUDA kernels add one thread's tile of voxels in the
+// accumulation type (V = float for float inputs) and widen it to LossSums.
+template <class V>
+struct BasicLossSums {
+  V fg = V(0);          // D_fg = sum(M)
+  V sq_err = V(0);      // sum(M * (Y - P)^2)
+  V soft = V(0);        // sum(S), or sum(S^2) for DiceDenominator::kSquared
+  V soft_fg = V(0);     // A = sum(S * M)
+  V poison = V(0);      // 0, or NaN when a pooled value is NaN or Inf
+  V sq_err_all = V(0);  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
 
   static constexpr int kFields = 6;
 
-  SPOTLIGHT_HD void add(const LossSums& o) {
+  SPOTLIGHT_HD void add(const BasicLossSums& o) {
     fg += o.fg;
     sq_err += o.sq_err;
     soft += o.soft;
@@ -30,6 +31,11 @@ struct LossSums {
     sq_err_all += o.sq_err_all;
   }
 };
+
+// Sums over one pool of voxels. Always double: chunk partials are combined
+// here in a fixed order, so the result is deterministic and does not lose
+// the precision a float running sum would over millions of voxels.
+using LossSums = BasicLossSums<double>;
 
 // The loss of one pool and the coefficients of its gradient:
 //   dL/dP_i = c_mse * M_i * (P_i - Y_i) + c_mse_all * (P_i - Y_i)
@@ -180,6 +186,74 @@ void gradient_coefficients(const LossSums* sums, index_t samples, index_t voxels
     const GradScales k = pool_grad_scales(opt.reduction, opt.empty_pools, g, static_cast<double>(samples), real);
     coef[s] = scaled_coefficients(r, k.mse, k.dice);
   }
+}
+
+// The term ops' gradients (masked_mse, soft_dice; SPEC section 7 with
+// lam = 1 and lam = 0), from their forward's per-pool sums, so that the
+// backward makes one pass over the voxels and no reduction:
+//   masked_mse: dL/dP_i = c_mse M_i (P_i - Y_i), dL/dY_i = -dL/dP_i,
+//               c_mse = 2 g / D (0 when D = 0);
+//   soft_dice:  dL/dS_i = c_soft + c_soft_fg M_i, c_soft_fg = -2 g / B,
+//               c_soft = 2 g A / B^2 plus the pool's poison,
+// with g the upstream gradient of the pool's value. A NaN or Inf soft value
+// poisons its pool's gradient as it poisons the pool's Dice (A and B hold
+// it); masked_mse's gradient is not finite where P or Y is not (as torch's MSE's).
+enum class TermOp : int { kMaskedMse = 0, kSoftDice = 1 };
+
+struct TermGradParams {
+  TermOp op = TermOp::kMaskedMse;
+  MseNormalization mse_normalization = MseNormalization::kForeground;  // masked_mse
+  double eps = 0;                                                      // soft_dice
+
+  static TermGradParams masked_mse(MseNormalization mse_normalization) {
+    return {TermOp::kMaskedMse, mse_normalization, 0.0};
+  }
+  static TermGradParams soft_dice(double eps) { return {TermOp::kSoftDice, MseNormalization::kForeground, eps}; }
+};
+
+SPOTLIGHT_HD GradCoefficients term_coefficients(const LossSums& pool, double pool_voxels, const TermGradParams& p,
+                                                double g) {
+  const bool dice = p.op == TermOp::kSoftDice;
+  const PoolResult r = pool_result(pool, pool_voxels, dice ? 0.0 : 1.0, p.eps, p.mse_normalization);
+  GradCoefficients c = scaled_coefficients(r, g, g);
+  if (dice) c.c_soft += pool.poison;
+  return c;
+}
+
+// The upstream gradient of pool s's value: grad_out holds
+// loss_output_size(reduction, samples) values.
+template <class G>
+SPOTLIGHT_HD double pool_upstream(Reduction reduction, const G* grad_out, index_t s, index_t samples) {
+  if (reduction == Reduction::kNone) return static_cast<double>(grad_out[s]);
+  const double g = static_cast<double>(grad_out[0]);
+  return reduction == Reduction::kMean ? g / static_cast<double>(samples) : g;
+}
+
+// Host side: the term op's coefficients for every sample (the pooled sums'
+// for reduction "batch").
+template <class G>
+void term_gradient_coefficients(const LossSums* sums, index_t samples, index_t voxels_per_sample, Reduction reduction,
+                                const TermGradParams& p, const G* grad_out, GradCoefficients* coef) {
+  const double n = static_cast<double>(voxels_per_sample);
+  if (reduction == Reduction::kBatch) {
+    LossSums pooled;
+    for (index_t s = 0; s < samples; ++s) pooled.add(sums[s]);
+    const GradCoefficients c = term_coefficients(pooled, n * static_cast<double>(samples), p,
+                                                 pool_upstream(reduction, grad_out, 0, samples));
+    for (index_t s = 0; s < samples; ++s) coef[s] = c;
+    return;
+  }
+  for (index_t s = 0; s < samples; ++s)
+    coef[s] = term_coefficients(sums[s], n, p, pool_upstream(reduction, grad_out, s, samples));
+}
+
+// The LossOptions a term op's finalize_losses reads.
+inline LossOptions term_options(MseNormalization mse_normalization, Reduction reduction, double eps) {
+  LossOptions opt;
+  opt.mse_normalization = mse_normalization;
+  opt.reduction = reduction;
+  opt.eps = eps;
+  return opt;
 }
 
 }  // namespace spotlight

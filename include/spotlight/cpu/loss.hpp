@@ -326,20 +326,6 @@ struct VariantLossGradStrip {
   }
 };
 
-// Runs a strip functor over every task of the batch; make(sample) builds a
-// sample's strip.
-template <class Exec, class Make>
-void backward_strips(index_t samples, index_t voxels, const Exec& exec, const Make& make) {
-  const Partition part(samples, voxels);
-  exec(part.tasks(), [&](index_t task) {
-    const auto strip = make(part.sample_of(task));
-    with_best_isa([&] {
-      for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip)
-        strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
-    });
-  });
-}
-
 // Gradients from per-sample coefficients (see GradCoefficients): writes
 // grad_pred, and grad_target when it is not null. The default options.
 template <class T, class Exec = ThreadExecutor>

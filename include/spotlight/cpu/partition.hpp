@@ -205,4 +205,18 @@ inline void parallel_strips(index_t count, const Exec& exec, const Strip& strip)
   });
 }
 
+// Runs strip(i, n) over every task of a batch of samples (the backward
+// passes); make(sample) builds a sample's strip.
+template <class Exec, class Make>
+void backward_strips(index_t samples, index_t voxels, const Exec& exec, const Make& make) {
+  const Partition part(samples, voxels);
+  exec(part.tasks(), [&](index_t task) {
+    const auto strip = make(part.sample_of(task));
+    with_best_isa([&] {
+      for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip)
+        strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+    });
+  });
+}
+
 }  // namespace spotlight::cpu

@@ -1,7 +1,13 @@
 // The two loss terms as separate reductions (the ops masked_mse and
-// soft_dice), for callers that build their own mask or soft mask.
+// soft_dice), for callers that build their own mask or soft mask, forward
+// and backward. The forward writes the values and each sample's LossSums
+// (caller-owned: the state the backward reads); the backward derives each
+// pool's gradient coefficients from them (term_coefficients of
+// loss_terms.hpp) and makes one pass: it reads the inputs and writes the
+// gradients, with no reduction.
 #pragma once
 
+#include <type_traits>
 #include <vector>
 
 #include "spotlight/core/config.hpp"
@@ -91,6 +97,112 @@ void soft_dice_sums(const T* soft, const bool* mask, index_t samples, index_t vo
     sums[s].soft_fg = raw[s * 4 + 2];
     sums[s].poison = raw[s * 4 + 3];
   }
+}
+
+// masked_mse forward: out holds loss_output_size(reduction, samples)
+// values, sums[s] sample s's sums (the backward's state).
+template <class T, class Out, class Exec = ThreadExecutor>
+void masked_mse(const T* pred, const T* target, const bool* mask, index_t samples, index_t voxels,
+                MseNormalization mse_normalization, Reduction reduction, Out* out, LossSums* sums,
+                const Exec& exec = Exec{}) {
+  masked_mse_sums(pred, target, mask, samples, voxels, sums, exec);
+  finalize_losses(sums, samples, voxels, term_options(mse_normalization, reduction, 0.0), out, &PoolResult::mmse);
+}
+
+// soft_dice forward: out and sums as for masked_mse.
+template <class T, class Out, class Exec = ThreadExecutor>
+void soft_dice(const T* soft, const bool* mask, index_t samples, index_t voxels, double eps, Reduction reduction,
+               Out* out, LossSums* sums, const Exec& exec = Exec{}) {
+  check_eps(eps);
+  soft_dice_sums(soft, mask, samples, voxels, sums, exec);
+  finalize_losses(sums, samples, voxels, term_options(MseNormalization::kForeground, reduction, eps), out,
+                  &PoolResult::dice);
+}
+
+// dL/dP = c M (P - Y) and dL/dY = -dL/dP for a strip (c: the sample's c_mse).
+// M multiplies rather than selects, so a non-finite P or Y gives NaN there.
+template <class T, bool kTarget>
+struct MaskedMseGradStrip {
+  using A = acc_t<T>;
+  const T* pred;
+  const T* target;
+  const bool* mask;
+  T* grad_pred;
+  T* grad_target;
+  A c;
+
+  void operator()(index_t i, int n) const {
+    const A c_ = c;  // a local: the stores below cannot change it
+    A pb[kStrip], yb[kStrip], g[kStrip];
+    const A* p = strip_values<A>(pred + i, n, pb);
+    const A* y = strip_values<A>(target + i, n, yb);
+    const unsigned char* m = as_bytes(mask + i);
+    for (int j = 0; j < n; ++j) g[j] = keep_if(m[j] != 0, c_) * (p[j] - y[j]);
+    for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(g[j]);
+    if constexpr (kTarget)
+      for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(-g[j]);
+  }
+};
+
+// dL/dS = c_soft + c_soft_fg M for a strip.
+template <class T>
+struct SoftDiceGradStrip {
+  using A = acc_t<T>;
+  const bool* mask;
+  T* grad_soft;
+  A c_all, c_fg;
+
+  void operator()(index_t i, int n) const {
+    const A c_all_ = c_all, c_fg_ = c_fg;
+    const unsigned char* m = as_bytes(mask + i);
+    for (int j = 0; j < n; ++j) grad_soft[i + j] = static_cast<T>(c_all_ + keep_if(m[j] != 0, c_fg_));
+  }
+};
+
+// Per-sample coefficients of a term op's gradient (term_gradient_coefficients).
+template <class G>
+std::vector<GradCoefficients> coefficients(const G* grad_out, index_t samples, index_t voxels, const LossSums* sums,
+                                           Reduction reduction, const TermGradParams& params) {
+  std::vector<GradCoefficients> coef(static_cast<size_t>(samples));
+  term_gradient_coefficients(sums, samples, voxels, reduction, params, grad_out, coef.data());
+  return coef;
+}
+
+// Backward of masked_mse: grad_out holds loss_output_size(reduction,
+// samples) upstream gradients, sums the forward's; writes grad_pred, and
+// grad_target unless it is null.
+template <class T, class G, class Exec = ThreadExecutor>
+void masked_mse_backward(const G* grad_out, const T* pred, const T* target, const bool* mask, index_t samples,
+                         index_t voxels, const LossSums* sums, MseNormalization mse_normalization,
+                         Reduction reduction, T* grad_pred, T* grad_target, const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "pred");
+  using A = acc_t<T>;
+  const auto coef =
+      coefficients(grad_out, samples, voxels, sums, reduction, TermGradParams::masked_mse(mse_normalization));
+  const auto run = [&](auto target_tag) {
+    constexpr bool kTarget = decltype(target_tag)::value;
+    backward_strips(samples, voxels, exec, [&](index_t s) {
+      return MaskedMseGradStrip<T, kTarget>{pred, target, mask, grad_pred, grad_target,
+                                            static_cast<A>(coef[s].c_mse)};
+    });
+  };
+  if (grad_target)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
+}
+
+// Backward of soft_dice: grad_out and sums as for masked_mse_backward.
+template <class T, class G, class Exec = ThreadExecutor>
+void soft_dice_backward(const G* grad_out, const bool* mask, index_t samples, index_t voxels, const LossSums* sums,
+                        double eps, Reduction reduction, T* grad_soft, const Exec& exec = Exec{}) {
+  check_batch(samples, voxels, "soft");
+  check_eps(eps);
+  using A = acc_t<T>;
+  const auto coef = coefficients(grad_out, samples, voxels, sums, reduction, TermGradParams::soft_dice(eps));
+  backward_strips(samples, voxels, exec, [&](index_t s) {
+    return SoftDiceGradStrip<T>{mask, grad_soft, static_cast<A>(coef[s].c_soft), static_cast<A>(coef[s].c_soft_fg)};
+  });
 }
 
 }  // namespace spotlight::cpu

@@ -24,29 +24,12 @@ namespace spotlight::cuda {
 // type. A thread adds a tile's worth in A (at most kItemsPerThread values),
 // then widens to double: float error stays bounded whatever the volume.
 template <class A>
-struct TermValues {
-  A fg, sq_err, soft, soft_fg, poison;
-  A sq_err_all = A(0);  // the variants' (SPEC section 11) plain squared error
+using TermValues = BasicLossSums<A>;
 
-  __device__ __forceinline__ void add(const TermValues& o) {
-    fg += o.fg;
-    sq_err += o.sq_err;
-    soft += o.soft;
-    soft_fg += o.soft_fg;
-    poison += o.poison;
-    sq_err_all += o.sq_err_all;
-  }
-  __device__ __forceinline__ LossSums widen() const {
-    LossSums s;
-    s.fg = fg;
-    s.sq_err = sq_err;
-    s.soft = soft;
-    s.soft_fg = soft_fg;
-    s.poison = poison;
-    s.sq_err_all = sq_err_all;
-    return s;
-  }
-};
+template <class A>
+__device__ __forceinline__ LossSums widen(const TermValues<A>& v) {
+  return {v.fg, v.sq_err, v.soft, v.soft_fg, v.poison, v.sq_err_all};
+}
 
 // The published variants' per-voxel choices (SPEC section 11), uniform over
 // a launch: the kernels branch on `active` once per voxel, warp-uniformly.
@@ -284,7 +267,7 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
         if (valid) tile.add(sample.values(item));
       },
       [&] {
-        total.add(tile.widen());
+        total.add(widen(tile));
         tile = TermValues<A>{};
       });
   const LossSums block_total = block_reduce_all<kThreads>(total, AddFields{});

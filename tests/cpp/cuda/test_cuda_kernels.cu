@@ -271,11 +271,44 @@ TYPED_TEST(CudaKernels, MaskedMseAndSoftDiceMatchCpu) {
     o.reduction = red;
     const size_t outputs = static_cast<size_t>(spotlight::loss_output_size(red, 4));
     DeviceArray<T> mse(outputs), dice(outputs);
+    DeviceArray<LossSums> mse_sums_dev(4), dice_sums_dev(4);
     ASSERT_EQ(scu::masked_mse(p.get(), y.get(), mask_dev, 4, b.voxels, MseNormalization::kForeground, red, mse.get(),
-                              ws.get(), bytes, cudaStream_t{}),
+                              mse_sums_dev.get(), ws.get(), bytes, cudaStream_t{}),
               cudaSuccess);
-    ASSERT_EQ(scu::soft_dice(p.get(), mask_dev, 4, b.voxels, o.eps, red, dice.get(), ws.get(), bytes, cudaStream_t{}),
+    ASSERT_EQ(scu::soft_dice(p.get(), mask_dev, 4, b.voxels, o.eps, red, dice.get(), dice_sums_dev.get(), ws.get(),
+                             bytes, cudaStream_t{}),
               cudaSuccess);
+    // The backwards from the device's saved sums against the CPU header's from its own.
+    const std::vector<double> grads = {0.7, -1.3, 2.1, 0.4};
+    DeviceArray<double> g_dev(std::vector<double>(grads.begin(), grads.begin() + outputs));
+    const size_t back_bytes = scu::term_backward_workspace_bytes(4);
+    DeviceArray<unsigned char> back_ws(back_bytes);
+    DeviceArray<T> gp(b.pred.size()), gt(b.pred.size()), gs(b.pred.size());
+    ASSERT_EQ(scu::masked_mse_backward(g_dev.get(), p.get(), y.get(), mask_dev, 4, b.voxels, mse_sums_dev.get(),
+                                       MseNormalization::kForeground, red, gp.get(), gt.get(), back_ws.get(),
+                                       back_bytes, cudaStream_t{}),
+              cudaSuccess);
+    ASSERT_EQ(scu::soft_dice_backward(g_dev.get(), mask_dev, 4, b.voxels, dice_sums_dev.get(), o.eps, red, gs.get(),
+                                      back_ws.get(), back_bytes, cudaStream_t{}),
+              cudaSuccess);
+    using A = acc_t<T>;
+    std::vector<A> cp(b.pred.size()), ct(b.pred.size()), cs(b.pred.size());
+    sc::masked_mse_backward(grads.data(), b.pred_acc.data(), b.target_acc.data(), mask_host, 4, b.voxels,
+                            mse_sums.data(), MseNormalization::kForeground, red, cp.data(), ct.data(),
+                            sc::SerialExecutor{});
+    sc::soft_dice_backward(grads.data(), mask_host, 4, b.voxels, dice_sums.data(), o.eps, red, cs.data(),
+                           sc::SerialExecutor{});
+    const auto dp = gp.host(), dt = gt.host(), ds = gs.host();
+    double scale_p = 1e-30, scale_s = 1e-30;
+    for (size_t i = 0; i < cp.size(); ++i) {
+      scale_p = std::max(scale_p, std::abs(static_cast<double>(cp[i])));
+      scale_s = std::max(scale_s, std::abs(static_cast<double>(cs[i])));
+    }
+    for (size_t i = 0; i < cp.size(); i += 7) {
+      EXPECT_NEAR(to_double(dp[i]), cp[i], 4 * rounding_of<T>() * scale_p) << "masked_mse grad_pred " << i;
+      EXPECT_EQ(to_double(dt[i]), -to_double(dp[i])) << "masked_mse grad_target " << i;
+      EXPECT_NEAR(to_double(ds[i]), cs[i], 4 * rounding_of<T>() * scale_s) << "soft_dice grad " << i;
+    }
     std::vector<double> want_mse(outputs), want_dice(outputs);
     spotlight::finalize_losses(mse_sums.data(), 4, b.voxels, o, want_mse.data(), &spotlight::PoolResult::mmse);
     spotlight::finalize_losses(dice_sums.data(), 4, b.voxels, o, want_dice.data(), &spotlight::PoolResult::dice);

@@ -213,8 +213,9 @@ TYPED_TEST(CudaSmallShapes, MaskedMseAndSoftDice) {
         bytes,
         [&](void* ws, size_t n) {
           DeviceArray<T> out(outputs);
+          DeviceArray<LossSums> sums(3);
           EXPECT_EQ(scu::masked_mse(p.get(), y.get(), m, 3, b.voxels, MseNormalization::kForeground, red, out.get(),
-                                    ws, n, cudaStream_t{}),
+                                    sums.get(), ws, n, cudaStream_t{}),
                     cudaSuccess);
           return bytes_of(out);
         },
@@ -223,7 +224,8 @@ TYPED_TEST(CudaSmallShapes, MaskedMseAndSoftDice) {
         bytes,
         [&](void* ws, size_t n) {
           DeviceArray<T> out(outputs);
-          EXPECT_EQ(scu::soft_dice(p.get(), m, 3, b.voxels, o.eps, red, out.get(), ws, n, cudaStream_t{}),
+          DeviceArray<LossSums> sums(3);
+          EXPECT_EQ(scu::soft_dice(p.get(), m, 3, b.voxels, o.eps, red, out.get(), sums.get(), ws, n, cudaStream_t{}),
                     cudaSuccess);
           return bytes_of(out);
         },
@@ -298,11 +300,11 @@ TEST(CudaSmallShapesNoGpu, NullOrMisalignedWorkspaceIsAnError) {
           << what << " otsu=" << otsu;
     }
     bytes = scu::term_workspace_bytes<float>(n, v);
-    EXPECT_EQ(scu::masked_mse(x, x, mask, n, v, MseNormalization::kForeground, Reduction::kBatch, out, ws, bytes,
-                              cudaStream_t{}),
+    EXPECT_EQ(scu::masked_mse(x, x, mask, n, v, MseNormalization::kForeground, Reduction::kBatch, out, sums, ws,
+                              bytes, cudaStream_t{}),
               cudaErrorInvalidValue)
         << what;
-    EXPECT_EQ(scu::soft_dice(x, mask, n, v, 1e-6, Reduction::kBatch, out, ws, bytes, cudaStream_t{}),
+    EXPECT_EQ(scu::soft_dice(x, mask, n, v, 1e-6, Reduction::kBatch, out, sums, ws, bytes, cudaStream_t{}),
               cudaErrorInvalidValue)
         << what;
     bytes = scu::loss_backward_workspace_bytes<float>(many, batch.reduction);

@@ -32,7 +32,7 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   DeviceArray<float> gp(b.pred.size()), gt(b.pred.size()), mse(1);
   DeviceArray<A> otsu(static_cast<size_t>(n)), thr(static_cast<size_t>(n)), given(std::vector<A>(n, A(1)));
   DeviceArray<float> loss_otsu(1), loss_given(static_cast<size_t>(n));
-  DeviceArray<LossSums> sums(static_cast<size_t>(n)), sums_given(static_cast<size_t>(n));
+  DeviceArray<LossSums> sums(static_cast<size_t>(n)), sums_given(static_cast<size_t>(n)), mse_sums_dev(static_cast<size_t>(n));
   DeviceArray<double> one(std::vector<double>{1.0});
   std::vector<char> mask_bytes;
   for (const float t : b.target) mask_bytes.push_back(t > 1.0f);
@@ -67,7 +67,7 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
                                gt.get(), nullptr, 0, side),
             cudaSuccess);
   ASSERT_EQ(scu::masked_mse(p.get(), y.get(), m, n, v, MseNormalization::kForeground, Reduction::kBatch, mse.get(),
-                            ws5.get(), bytes, side),
+                            mse_sums_dev.get(), ws5.get(), bytes, side),
             cudaSuccess);
   ASSERT_EQ(scu::tunable_sigmoid(p.get(), n * v, kK, soft.get(), side), cudaSuccess);
   float* h = host;
