@@ -57,4 +57,11 @@ inline const auto& tunable_sigmoid_backward() {
   return op;
 }
 
+inline const auto& tunable_sigmoid_double_backward() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_tunable_sigmoid_double_backward", "")
+                             .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, double)>();
+  return op;
+}
+
 }  // namespace spotlight_ops::dispatch

@@ -64,6 +64,7 @@ TORCH_LIBRARY(spotlight, m) {
   m.def("_otsu_standardize_backward(Tensor grad, Tensor x, Tensor thresholds, Tensor stats) -> Tensor");
   m.def(with_defaults("tunable_sigmoid(Tensor x, float k={k}) -> Tensor").c_str());
   m.def("_tunable_sigmoid_backward(Tensor grad, Tensor x, float k) -> Tensor");
+  m.def("_tunable_sigmoid_double_backward(Tensor grad_out, Tensor grad, Tensor x, float k) -> Tensor");
   m.def(with_defaults(
       "masked_mse(Tensor pred, Tensor target, Tensor mask, str mse_normalization={mse_normalization}, "
       "str reduction={reduction}) -> Tensor").c_str());

@@ -42,6 +42,8 @@ cudaError_t otsu_standardize_backward(DType dtype, const void* grad, const void*
 cudaError_t tunable_sigmoid(DType dtype, const void* x, int64_t count, double k, void* out, cudaStream_t stream);
 cudaError_t tunable_sigmoid_backward(DType dtype, const void* grad, const void* x, int64_t count, double k,
                                      void* grad_x, cudaStream_t stream);
+cudaError_t tunable_sigmoid_double_backward(DType dtype, const void* grad_out, const void* grad, const void* x,
+                                            int64_t count, double k, void* grad_x, cudaStream_t stream);
 
 // masked_mse and soft_dice; out: loss_output_size(reduction, samples) values of dtype;
 // sums: [samples, 6] float64 (spotlight::LossSums), the state the backward reads.

@@ -64,6 +64,11 @@ def _(grad, x, k):
     return x.new_empty(x.shape)
 
 
+@torch.library.register_fake("spotlight::_tunable_sigmoid_double_backward")
+def _(grad_out, grad, x, k):
+    return x.new_empty(x.shape)
+
+
 @torch.library.register_fake("spotlight::masked_mse")
 def _(pred, target, mask, mse_normalization=MSE_NORMALIZATION, reduction=REDUCTION):
     _same_device(target, "target", pred, "pred")

@@ -35,6 +35,21 @@ TEST(TunableSigmoid, GradientMatchesCentralDifference) {
   }
 }
 
+TEST(TunableSigmoid, SecondDerivativeMatchesCentralDifference) {
+  for (double k : {kK, -0.3, 0.4}) {
+    for (double x = -0.99; x < 0.99; x += 0.0137) {
+      if (std::abs(x) < 1e-3) continue;  // |x| kink at 0
+      const double h = 1e-6;
+      const double fd = (sm::tunable_sigmoid_grad(x + h, k) - sm::tunable_sigmoid_grad(x - h, k)) / (2 * h);
+      EXPECT_NEAR(sm::clamped_tunable_sigmoid_grad2(x, k), fd, 1e-5 * std::max(1.0, std::abs(fd))) << "x=" << x;
+    }
+    EXPECT_EQ(sm::clamped_tunable_sigmoid_grad2(0.0, k), 0.0);
+    EXPECT_EQ(sm::clamped_tunable_sigmoid_grad2(1.0, k), 0.0);
+    EXPECT_EQ(sm::clamped_tunable_sigmoid_grad2(-3.0, k), 0.0);
+    EXPECT_EQ(sm::clamped_tunable_sigmoid_grad2(std::numeric_limits<double>::quiet_NaN(), k), 0.0);
+  }
+}
+
 TEST(SoftMask, HalfAtThresholdAndBounded) {
   EXPECT_DOUBLE_EQ(sm::soft_mask(0.3, 0.3, kK), 0.5);
   EXPECT_DOUBLE_EQ(sm::soft_mask(5.0, 0.3, kK), 1.0);

@@ -31,6 +31,16 @@ SPOTLIGHT_HD A tunable_sigmoid_grad(A x, A k) {
   return (A(1) - k * k) / (den * den);
 }
 
+// d^2 sigma_k / dx^2 = 4 k (1 - k^2) sign(x) / (k - 2 k |x| + 1)^3 (the
+// derivative of (1 - k^2) den^-2 with d den/dx = -2 k sign(x)); 0 at x = 0,
+// where |x| has its kink.
+template <class A>
+SPOTLIGHT_HD A tunable_sigmoid_grad2(A x, A k) {
+  const A den = k - A(2) * k * abs_value(x) + A(1);
+  const A sign = x > A(0) ? A(1) : (x < A(0) ? A(-1) : A(0));
+  return A(4) * k * (A(1) - k * k) * sign / (den * den * den);
+}
+
 // sigma_k(clamp(x, -1, 1)): the op `tunable_sigmoid`.
 template <class A>
 SPOTLIGHT_HD A clamped_tunable_sigmoid(A x, A k) {
@@ -41,6 +51,12 @@ SPOTLIGHT_HD A clamped_tunable_sigmoid(A x, A k) {
 template <class A>
 SPOTLIGHT_HD A clamped_tunable_sigmoid_grad(A x, A k) {
   return (x > A(-1) && x < A(1)) ? tunable_sigmoid_grad(x, k) : A(0);
+}
+
+// Its second derivative: the sigmoid's inside (-1, 1), 0 outside.
+template <class A>
+SPOTLIGHT_HD A clamped_tunable_sigmoid_grad2(A x, A k) {
+  return (x > A(-1) && x < A(1)) ? tunable_sigmoid_grad2(x, k) : A(0);
 }
 
 // Soft mask S = (1 + sigma_k(clamp(p - t))) / 2, in [0, 1], 0.5 at t.

@@ -349,9 +349,12 @@ TYPED_TEST(CudaKernels, TunableSigmoidMatchesCpuAlignedAndNot) {
     xa.push_back(static_cast<A>(to_double(x.back())));
   }
   std::vector<A> want(static_cast<size_t>(count)), want_grad(static_cast<size_t>(count)), ones(xa.size(), A(1));
+  std::vector<A> want_grad2(static_cast<size_t>(count));
   sc::tunable_sigmoid(xa.data(), count, kK, want.data(), sc::SerialExecutor{});
   sc::tunable_sigmoid_backward(ones.data(), xa.data(), count, kK, want_grad.data(), sc::SerialExecutor{});
-  DeviceArray<T> dx(x), out(x.size() + 1), grad(x.size() + 1);
+  sc::tunable_sigmoid_double_backward(ones.data(), ones.data(), xa.data(), count, kK, want_grad2.data(),
+                                      sc::SerialExecutor{});
+  DeviceArray<T> dx(x), out(x.size() + 1), grad(x.size() + 1), grad2(x.size() + 1);
   DeviceArray<T> dones(std::vector<T>(x.size() + 1, from_double<T>(1.0)));
   for (const index_t offset : {index_t{0}, index_t{1}}) {  // 1: misaligned, the scalar path
     const index_t n = count - offset;
@@ -359,10 +362,16 @@ TYPED_TEST(CudaKernels, TunableSigmoidMatchesCpuAlignedAndNot) {
     ASSERT_EQ(scu::tunable_sigmoid_backward(dones.get() + offset, dx.get() + offset, n, kK, grad.get() + offset,
                                             cudaStream_t{}),
               cudaSuccess);
-    const auto got = out.host(), got_grad = grad.host();
+    ASSERT_EQ(scu::tunable_sigmoid_double_backward(dones.get() + offset, dones.get() + offset, dx.get() + offset, n,
+                                                   kK, grad2.get() + offset, cudaStream_t{}),
+              cudaSuccess);
+    const auto got = out.host(), got_grad = grad.host(), got_grad2 = grad2.host();
     for (index_t i = offset; i < count; ++i) {
       EXPECT_NEAR(to_double(got[i]), want[i], 2 * rounding_of<T>()) << "i=" << i;
       EXPECT_NEAR(to_double(got_grad[i]), want_grad[i], 2 * rounding_of<T>() * std::max(1.0, double(want_grad[i])))
+          << "i=" << i;
+      EXPECT_NEAR(to_double(got_grad2[i]), want_grad2[i],
+                  2 * rounding_of<T>() * std::max(1.0, std::abs(double(want_grad2[i]))))
           << "i=" << i;
     }
   }
