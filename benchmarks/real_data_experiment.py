@@ -107,16 +107,25 @@ class HeldOut:
         self.target = otsu_standardize_volume(tifffile.imread(paths["test_target"]).astype(np.float32))
         self.foreground = self.target > 0
 
-    def predict(self, checkpoint: Path) -> np.ndarray:
-        from spotlight_ops.predict import load_model, predict_volume
+    def predict(self, checkpoint: Path) -> tuple:
+        """``(prediction, as_trained)``: with the weights prediction uses (BatchNorm statistics recomputed over
+        training batches, :mod:`spotlight_ops.training.batchnorm`) and with the training's running averages."""
+        from spotlight_ops.models import model_file
+        from spotlight_ops.predict import predict_volume
 
-        model, _ = load_model(checkpoint)
-        return predict_volume(model, self.signal, tile_size=self.signal.shape, overlap=(0, 0, 0))
+        payload = model_file.read_model_payload(checkpoint)
+        model = model_file.build_model(payload, checkpoint).eval()
+        prediction = predict_volume(model, self.signal, tile_size=self.signal.shape, overlap=(0, 0, 0))
+        model.load_state_dict(payload["model"])
+        as_trained = predict_volume(model, self.signal, tile_size=self.signal.shape, overlap=(0, 0, 0))
+        return prediction, as_trained
 
-    def summary(self, prediction: np.ndarray) -> dict:
+    def summary(self, prediction: np.ndarray, as_trained: np.ndarray) -> dict:
         return {"fg_fraction": float(np.mean(prediction > 0)),
                 "bg_mean": float(prediction[~self.foreground].mean()),
-                "fg_mean": float(prediction[self.foreground].mean())}
+                "fg_mean": float(prediction[self.foreground].mean()),
+                "as_trained_fg_fraction": float(np.mean(as_trained > 0)),
+                "as_trained_bg_mean": float(as_trained[~self.foreground].mean())}
 
 
 def train_arm(arm: str, seed: int, paths: dict, held: HeldOut, args: argparse.Namespace) -> dict:
@@ -133,8 +142,8 @@ def train_arm(arm: str, seed: int, paths: dict, held: HeldOut, args: argparse.Na
     def on_iteration(iteration: int, loss: float) -> None:
         if iteration % args.eval_every and iteration not in budgets:
             return
-        prediction = held.predict(run_dir / "checkpoints" / "checkpoint_latest.pt")
-        curve[str(iteration)] = held.summary(prediction)
+        prediction, as_trained = held.predict(run_dir / "checkpoints" / "checkpoint_latest.pt")
+        curve[str(iteration)] = held.summary(prediction, as_trained)
         if iteration in budgets:
             out = args.out / "predictions" / str(iteration)
             out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +186,9 @@ def evaluate(budget: int, seeds: list, arms: list, args: argparse.Namespace, hel
     return {"rows": rows, "folder": out, "seeds": seeds, "arms": arms}
 
 
-def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Path) -> None:
+def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Path, prefix: str = "") -> None:
+    """The held-out fraction above T and background mean over iterations; ``prefix="as_trained_"``: with the
+    training's running BatchNorm averages instead of the recomputed statistics."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,8 +202,9 @@ def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Pat
                 continue
             its = sorted(c)
             kw = dict(color=ARM_COLORS[arm], lw=1.2, alpha=0.85, label=ARM_LABELS[arm] if i == 0 else None)
-            axes[0].plot(its, [100 * c[t]["fg_fraction"] for t in its], **kw)
-            axes[1].plot(its, [c[t]["bg_mean"] for t in its], **kw)
+            its = [t for t in its if prefix + "fg_fraction" in c[t]]
+            axes[0].plot(its, [100 * c[t][prefix + "fg_fraction"] for t in its], **kw)
+            axes[1].plot(its, [c[t][prefix + "bg_mean"] for t in its], **kw)
     axes[0].axhline(100 * held.foreground.mean(), color="k", ls="--", lw=1, label="target")
     axes[1].axhline(float(held.target[~held.foreground].mean()), color="k", ls="--", lw=1, label="target")
     axes[0].set(xlabel="iteration", ylabel="held-out voxels predicted > T (%)", ylim=(0, 101))
@@ -201,7 +213,9 @@ def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Pat
         ax.axvline(args.early, color="0.6", lw=0.8, ls=":")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="center right")
-    fig.suptitle(f"fnet_sample, held-out x >= {SPLIT_X}: seeds {', '.join(map(str, args.seeds))}", fontsize=9)
+    weights = "running BatchNorm averages of training" if prefix else "BatchNorm statistics recomputed (as predicted)"
+    fig.suptitle(f"fnet_sample, held-out x >= {SPLIT_X}: seeds {', '.join(map(str, args.seeds))}; {weights}",
+                 fontsize=9)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
@@ -243,6 +257,7 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
     figures = docs.parent / "figures" / "experiments"
     figures.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, held, args, figures / "heldout_fraction.png")
+    plot_curves(curves, held, args, figures / "heldout_fraction_as_trained.png", prefix="as_trained_")
     for budget, ev in evaluations.items():
         for name in ("histograms.png", "sweep.png"):
             if (ev["folder"] / name).is_file():
@@ -287,7 +302,15 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "",
         f"![held-out foreground fraction and background mean]({rel(figures / 'heldout_fraction.png')})",
         "",
-        f"Held-out part, every {args.eval_every} iterations, each seed a line; dashed: the target.",
+        f"Held-out part, every {args.eval_every} iterations, each seed a line; dashed: the target. Predicted as",
+        "`spotlight predict` does: with the checkpoint's `inference_model`, whose BatchNorm statistics are",
+        "recomputed over 32 training batches (`--bn-batches`, docs/training.md). The same checkpoints predicted",
+        "with the running averages that training leaves in the BatchNorm layers (momentum 0.1, batches of 4):",
+        "",
+        f"![the same with the running BatchNorm averages]({rel(figures / 'heldout_fraction_as_trained.png')})",
+        "",
+        "With those averages, one checkpoint's prediction can sit above T almost everywhere and the next one's",
+        "almost nowhere, for every loss; this is the statistics' noise, not the weights' (the upper figure).",
         "",
     ]
     for budget in budgets:
@@ -305,7 +328,8 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lo = max(0, budget - WINDOW)
         lines += ["", f"The same, averaged over every evaluation in iterations {lo + 1}..{budget} and over the seeds "
-                      "(single checkpoints swing widely with Adam's betas (0.5, 0.999) on batches of 4):", "",
+                      "(what is left of the checkpoint-to-checkpoint swing is the weights' own, with Adam's betas (0.5, 0.999) on "
+                      "batches of 4):", "",
                   "| arm | > T | bg mean | evaluations |", "|---|---:|---:|---:|"]
         for arm in arms:
             points = [v for s in seeds for it, v in curves[arm][s].items() if lo < it <= budget]

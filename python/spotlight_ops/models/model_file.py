@@ -15,7 +15,8 @@ SHA-256, length, ``torch.save`` payload) whose payload holds::
                     checkpoint these weights were copied from, so a resume can tell a stale model.pt
 
 A training checkpoint can be read as a model too (it holds ``model_config``, ``model`` and
-``preprocess``). Reading checks the version and the architecture and raises :class:`ModelFileError`
+``preprocess``, and ``inference_model``, the weights with recomputed BatchNorm statistics that
+prediction uses when present: :mod:`spotlight_ops.training.batchnorm`). Reading checks the version and the architecture and raises :class:`ModelFileError`
 naming the file and what to do.
 """
 
@@ -89,7 +90,7 @@ def build_model(payload: dict, path: Union[str, Path]):
         raise ModelFileError(f"{path}: model config {payload['model_config']!r} is not an F-net's ({err}); "
                              f"a model of another architecture") from None
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(payload.get("inference_model", payload["model"]))
     except (RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:2])[:300]

@@ -116,6 +116,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-every", dest="val_every", type=int, help=f"iterations between validations (default {d.val_every})")
     p.add_argument("--val-patches", dest="val_patches", type=int,
                    help=f"fixed validation patches (default {d.val_patches})")
+    p.add_argument("--bn-batches", dest="bn_batches", type=int,
+                   help=f"training batches over which a written model's BatchNorm statistics are recomputed, so "
+                        f"predictions do not swing with the last batches' running averages; 0 keeps those "
+                        f"(default {d.bn_batches})")
     p.add_argument("--augment", choices=["none", "yx", "zyx"],
                    help="random flips and quarter turns in YX (yx), and z flips (zyx); default none")
     p.add_argument("--buffer-size", dest="buffer_size", type=int,

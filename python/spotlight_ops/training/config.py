@@ -18,7 +18,8 @@ from ..data import PreprocessConfig
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache"})
+                               "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache",
+                               "bn_batches"})
 
 
 @dataclass
@@ -43,6 +44,8 @@ class TrainConfig:
     ``val_every``, ``val_patches``. Augmentation: ``augment`` (``none``, ``yx``, ``zyx``). Data larger
     than memory (:mod:`spotlight_ops.data.buffer`): ``buffer_size`` (0: every volume in memory),
     ``buffer_switch_every``, ``stats_cache`` (default ``<out_dir>/preprocess_stats.json``).
+    Inference weights (:mod:`.batchnorm`): ``bn_batches``, the training batches over which every
+    written model's BatchNorm statistics are recomputed (0: keep the running averages of training).
     """
 
     train_csv: Optional[str] = None
@@ -88,6 +91,7 @@ class TrainConfig:
     buffer_size: int = 0
     buffer_switch_every: int = 100
     stats_cache: Optional[str] = None
+    bn_batches: int = 32
 
     def __post_init__(self) -> None:
         for name in _FLOATS:
@@ -113,7 +117,7 @@ class TrainConfig:
         if self.mse_term not in ("plain", "masked"):
             raise ValueError(f"mse_term must be 'plain' (MSE over every voxel) or 'masked' (the paper's MMSE over "
                              f"the foreground), got {self.mse_term!r}")
-        for name in ("buffer_size", "buffer_switch_every"):
+        for name in ("buffer_size", "buffer_switch_every", "bn_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -194,7 +198,7 @@ class TrainConfig:
 
 _FLOATS = ("lam", "k", "lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction")
 _INTS = ("batch_size", "iterations", "depth", "base_channels", "checkpoint_every", "log_every", "seed",
-         "crop_multiple", "max_retries", "num_threads", "warmup_iterations")
+         "crop_multiple", "max_retries", "num_threads", "warmup_iterations", "bn_batches")
 
 
 def _number(name: str, value, kind: type):

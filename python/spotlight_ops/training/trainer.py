@@ -9,7 +9,9 @@ step Adam, log, and every ``checkpoint_every`` iterations write a checkpoint.
 A checkpoint holds the model, the optimizer, the AMP grad scaler, the RNG states of Python,
 numpy and torch and the sampler state of every process, and the iteration, so ``resume=True``
 continues exactly: the losses after a resume equal those of an uninterrupted run (bit for bit
-on CPU with the same thread count). Runs under ``torchrun`` use DistributedDataParallel; the
+on CPU with the same thread count). Every written model (``model.pt``, ``checkpoint_best.pt``, and the
+``inference_model`` of each checkpoint, which prediction reads) has its BatchNorm statistics recomputed
+over ``bn_batches`` training batches of their own stream (:mod:`.batchnorm`); validation scores that model. Runs under ``torchrun`` use DistributedDataParallel; the
 global ``batch_size`` is split evenly over the processes.
 """
 
@@ -33,6 +35,7 @@ from torch import nn
 
 from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
 from ..models import FNet
+from . import batchnorm as BN
 from . import distributed as D
 from ..models import model_file
 from ..files.checkpoint import CheckpointError, CheckpointManager, read_digest
@@ -265,7 +268,7 @@ def _repair_model(run_dir: Path, manager: CheckpointManager, payload: dict) -> P
                                      payload["iteration"], {"checkpoint": f"checkpoints/{source.name}",
                                                             "iteration": payload["iteration"],
                                                             "sha256": read_digest(source)})
-    state["model"] = payload["model"]
+    state["model"] = payload.get("inference_model", payload["model"])
     print(f"Run {run_dir}: {model_path} was {'stale' if model_path.exists() else 'missing'}; rewritten from "
           f"{source} (iteration {payload['iteration']}).", file=sys.stderr)
     return model_file.write_model_file(model_path, state)
@@ -350,10 +353,26 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
     criterion = make_criterion(config)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_enabled else contextlib.nullcontext
 
+    inference_cache = {}
+
+    def inference(iteration: int) -> nn.Module:
+        """The weights of ``iteration`` as written for prediction (main process only; see :mod:`.batchnorm`)."""
+        if not (config.bn_batches and BN.has_batchnorm(bare_model)):
+            return bare_model
+        if inference_cache.get("iteration") != iteration:
+            was_training = bare_model.training
+            inference_cache.update(iteration=iteration, model=BN.inference_model(
+                bare_model, pairs, config.patch_size, config.batch_size, config.bn_batches, config.seed, iteration,
+                config.min_foreground_fraction, config.max_retries, config.augment))
+            bare_model.train(was_training)
+        return inference_cache["model"]
+
     def checkpoint_payload(iteration: int) -> dict:
         rng_states = D.all_gather_objects(capture_rng_state(), ctx)
         sampler_states = D.all_gather_objects(sampler.state_dict(), ctx)
-        return {"format_version": FORMAT_VERSION, "iteration": iteration, "config": config.to_dict(),
+        written = inference(iteration) if ctx.is_main else bare_model
+        extra = {"inference_model": written.state_dict()} if written is not bare_model else {}
+        return {**extra, "format_version": FORMAT_VERSION, "iteration": iteration, "config": config.to_dict(),
                 "model_config": bare_model.config(), "model": bare_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
                 "sampler": sampler_states, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
@@ -427,11 +446,12 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
             val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
             metrics = {}
             if validator is not None and val_due:
-                metrics = validator.evaluate(bare_model)
+                metrics = validator.evaluate(inference(iteration))
                 if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
                     best = {"val_loss": metrics["val_loss"], "iteration": iteration}
                     model_file.write_model_file(manager.folder / "checkpoint_best.pt",
-                                                _model_file(config, bare_model, iteration, validation=dict(best)))
+                                                _model_file(config, inference(iteration), iteration,
+                                                            validation=dict(best)))
             if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
                 fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
                 fg_pred, fg_target = fractions.tolist()
@@ -466,7 +486,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
 
     model_path = None
     if ctx.is_main:
-        model_path = _write_model(run_dir, bare_model, config, config.iterations, saved_digest)
+        model_path = _write_model(run_dir, inference(config.iterations), config, config.iterations, saved_digest)
     D.barrier(ctx)
     return TrainResult(run_dir, config.iterations, True, model_path=model_path, last_loss=loss_value)
 
