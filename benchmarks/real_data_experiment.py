@@ -223,7 +223,7 @@ def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Pat
 def shown(path: Path) -> str:
     """A path as the page shows it: relative to the checkout when inside it."""
     try:
-        return str(Path(path).resolve().relative_to(REPO))
+        return str(Path(os.path.abspath(path)).relative_to(REPO))  # not resolve(): runs/ may be a link
     except ValueError:
         return str(path)
 
