@@ -382,9 +382,11 @@ def verdict_lines(args, curves, target_fg, evaluations) -> list:
                        f"of {len(darker)}.")
         # every evaluation both runs of a seed reached (the same batches up to there): a paired count that
         # does not rest on one checkpoint
+        if arm not in curves or "mse" not in curves:
+            continue
         pairs = [(curves[arm][s][it], curves["mse"][s][it]) for s in args.seeds if curves[arm].get(s)
                  and curves["mse"].get(s) for it in sorted(set(curves[arm][s]) & set(curves["mse"][s]))]
-        if pairs:
+        if len(pairs) >= 2:
             closer = sum(abs(a["fg_fraction"] - target_fg) < abs(m["fg_fraction"] - target_fg) for a, m in pairs)
             darker = sum(a["bg_mean"] < m["bg_mean"] for a, m in pairs)
             gap = np.array([abs(a["fg_fraction"] - target_fg) - abs(m["fg_fraction"] - target_fg) for a, m in pairs])
