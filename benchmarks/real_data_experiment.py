@@ -223,7 +223,7 @@ def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Pat
 def shown(path: Path) -> str:
     """A path as the page shows it: relative to the checkout when inside it."""
     try:
-        return str(Path(path).resolve().relative_to(REPO))
+        return str(Path(os.path.abspath(path)).relative_to(REPO))  # not resolve(): runs/ may be a link
     except ValueError:
         return str(path)
 
@@ -380,6 +380,23 @@ def verdict_lines(args, curves, target_fg, evaluations) -> list:
             out.append(f"- `{arm}` against `mse` after {budget} iterations: foreground fraction closer to the "
                        f"target's for {sum(closer)} of {len(closer)} seeds, background darker for {sum(darker)} "
                        f"of {len(darker)}.")
+        # every evaluation both runs of a seed reached (the same batches up to there): a paired count that
+        # does not rest on one checkpoint
+        if arm not in curves or "mse" not in curves:
+            continue
+        pairs = [(curves[arm][s][it], curves["mse"][s][it]) for s in args.seeds if curves[arm].get(s)
+                 and curves["mse"].get(s) for it in sorted(set(curves[arm][s]) & set(curves["mse"][s]))]
+        if len(pairs) >= 2:
+            closer = sum(abs(a["fg_fraction"] - target_fg) < abs(m["fg_fraction"] - target_fg) for a, m in pairs)
+            darker = sum(a["bg_mean"] < m["bg_mean"] for a, m in pairs)
+            gap = np.array([abs(a["fg_fraction"] - target_fg) - abs(m["fg_fraction"] - target_fg) for a, m in pairs])
+            bg = np.array([a["bg_mean"] - m["bg_mean"] for a, m in pairs])
+            out.append(f"- `{arm}` against `mse` at every evaluation both reached ({len(pairs)} pairs over the seeds): "
+                       f"closer at {closer}, darker at {darker}; distance to the target's fraction minus MSE's "
+                       f"{100 * gap.mean():+.1f} ± {100 * gap.std(ddof=1) / np.sqrt(len(gap)):.1f} points (mean ± "
+                       f"standard error; negative: closer), background mean minus MSE's {bg.mean():+.3f} ± "
+                       f"{bg.std(ddof=1) / np.sqrt(len(bg)):.3f} (consecutive evaluations of a run are correlated, so these "
+                       f"errors are lower bounds).")
     return out
 
 

@@ -20,6 +20,9 @@ using at::Tensor;
 
 // Runs header tasks on ATen's intra-op pool (honours torch.set_num_threads).
 struct AtenExecutor {
+  // The task split follows torch's thread setting (torch.set_num_threads), not the hardware's.
+  unsigned threads() const { return static_cast<unsigned>(at::get_num_threads()); }
+
   template <class F>
   void operator()(int64_t tasks, F&& f) const {
     at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {

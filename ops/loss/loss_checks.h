@@ -110,7 +110,7 @@ inline LossBackwardCall check_loss_backward_call(const Tensor& grad, const Tenso
                                                  double eps, c10::string_view mse_normalization,
                                                  c10::string_view reduction, const LossVariantArgs& variant = {}) {
   LossBackwardCall call;
-  call.opt = loss_options(lam, k, eps, 256, mse_normalization, reduction);
+  call.opt = loss_options(lam, k, eps, spotlight::defaults::kBins, mse_normalization, reduction);  // bins unused here
   apply_variant(call.opt, variant);
   check_floating(pred, "pred");
   check_same(pred, "pred", target, "target");

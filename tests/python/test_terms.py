@@ -35,7 +35,7 @@ def test_soft_dice_matches_reference(device, dtype, reduction):
     torch.testing.assert_close(got.double(), expected, rtol=LOSS_RTOL[dtype], atol=1e-7)
 
 
-@pytest.mark.parametrize("reduction", ["batch", "mean", "none"])
+@pytest.mark.parametrize("reduction", ["batch", "mean", "sum", "none"])
 @pytest.mark.parametrize("norm", ["foreground", "all"])
 def test_gradcheck(reduction, norm):
     gen = torch.Generator().manual_seed(4)
