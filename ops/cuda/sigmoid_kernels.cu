@@ -26,9 +26,9 @@ cudaError_t tunable_sigmoid_double_backward(DType dtype, const void* grad_out, c
                                             int64_t count, double k, void* grad_x, cudaStream_t stream) {
   return visit_dtype(dtype, cudaErrorInvalidValue, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    return spotlight::cuda::tunable_sigmoid_double_backward(static_cast<const T*>(grad_out), static_cast<const T*>(grad),
-                                                            static_cast<const T*>(x), count, k,
-                                                            static_cast<T*>(grad_x), stream);
+    return spotlight::cuda::tunable_sigmoid_double_backward(static_cast<const T*>(grad_out),
+                                                            static_cast<const T*>(grad), static_cast<const T*>(x),
+                                                            count, k, static_cast<T*>(grad_x), stream);
   });
 }
 
