@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+from spotlight_ops.defaults import K  # noqa: E402  (the package, and so the op library, loads too)
 
 
 def _plt():
@@ -26,7 +30,7 @@ def _plt():
     return plt
 
 
-def soft_mask_derivative(path: Path, k: float = -0.95) -> None:
+def soft_mask_derivative(path: Path, k: float = K) -> None:
     plt = _plt()
     x = np.linspace(-2.5, 2.5, 2001)
     sig = lambda v: (v - k * v) / (k - 2 * k * np.abs(v) + 1)  # noqa: E731

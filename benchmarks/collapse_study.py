@@ -32,6 +32,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))
 
+from spotlight_ops import defaults  # noqa: E402
 from spotlight_ops.data import PatchSampler, load_pairs  # noqa: E402
 from spotlight_ops.data import preprocess as pp  # noqa: E402
 from spotlight_ops.data.manifest import ManifestRow  # noqa: E402
@@ -179,8 +180,8 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the split crops (default: the temp folder)")
     parser.add_argument("--arm", choices=["mse", "spotlight"], default="spotlight")
     parser.add_argument("--soft-mask", choices=["clamped", "unclamped", "viscy"], default="clamped")
-    parser.add_argument("--k", type=float, default=-0.95)
-    parser.add_argument("--lam", type=float, default=0.5)
+    parser.add_argument("--k", type=float, default=defaults.K)
+    parser.add_argument("--lam", type=float, default=defaults.LAM)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, nargs=3, default=[16, 32, 32])
