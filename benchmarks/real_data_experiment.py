@@ -309,8 +309,9 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "",
         f"![the same with the running BatchNorm averages]({rel(figures / 'heldout_fraction_as_trained.png')})",
         "",
-        "With those averages, one checkpoint's prediction can sit above T almost everywhere and the next one's",
-        "almost nowhere, for every loss; this is the statistics' noise, not the weights' (the upper figure).",
+        "With those averages, one checkpoint can put most of the held-out part above T and the next one little of",
+        "it, for MSE and the default alike; the same weights with recomputed statistics (the upper figure) swing",
+        "far less, so most of that swing is the statistics' noise, not the weights'.",
         "",
     ]
     for budget in budgets:
