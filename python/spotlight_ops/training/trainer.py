@@ -359,12 +359,10 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         """The weights of ``iteration`` as written for prediction (main process only; see :mod:`.batchnorm`)."""
         if not (config.bn_batches and BN.has_batchnorm(bare_model)):
             return bare_model
-        if inference_cache.get("iteration") != iteration:
-            was_training = bare_model.training
+        if inference_cache.get("iteration") != iteration:  # a copy: bare_model and its mode are untouched
             inference_cache.update(iteration=iteration, model=BN.inference_model(
                 bare_model, pairs, config.patch_size, config.batch_size, config.bn_batches, config.seed, iteration,
                 config.min_foreground_fraction, config.max_retries, config.augment))
-            bare_model.train(was_training)
         return inference_cache["model"]
 
     def checkpoint_payload(iteration: int) -> dict:
