@@ -89,7 +89,7 @@ def arm_config(arm: str, seed: int, run_dir: Path, train_csv: Path, args: argpar
                        mse_term="masked" if arm == "spotlight_paper" else TrainConfig.mse_term, depth=2,
                        base_channels=8, patch_size=(16, 32, 32), batch_size=4, lr=1e-3, betas=(0.5, 0.999),
                        iterations=args.iterations, checkpoint_every=args.eval_every, seed=seed, device="cpu",
-                       num_threads=1, progress=args.progress, tensorboard=False)
+                       num_threads=1, progress=args.progress, tensorboard=False, ema_decay=args.ema_decay)
 
 
 class HeldOut:
@@ -282,6 +282,8 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "- Training (`spotlight_ops.training.train`): F-net depth 2, 8 channels, patches 16 x 32 x 32, batch 4,",
         f"  Adam lr 1e-3, betas (0.5, 0.999), seeds {', '.join(map(str, args.seeds))}, {args.iterations} iterations;",
         f"  the {args.early}-iteration numbers are the same runs' checkpoints at iteration {args.early}.",
+        *([f"  Written models hold the moving average of the weights, `--ema-decay {args.ema_decay:g}`"
+           " (docs/training.md, \"Weight averaging\")."] if args.ema_decay else []),
         "  Arms: `mse` (`--loss mse`), `spotlight_paper` (`--loss spotlight --mse-term masked`: the paper's",
         "  `0.5 MMSE + 0.5 Dice`), `spotlight` (`--loss spotlight`, the default `--mse-term plain`:",
         "  `0.5 MSE + 0.5 Dice`, the MSE over every voxel, docs/collapse.md).",
@@ -411,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=50, help="iterations between held-out predictions")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="weight average of the written models (TrainConfig.ema_decay; default 0: the last weights)")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false", help="skip the threshold sweep")
     parser.add_argument("--progress", action="store_true", help="progress bars of the trainings")
     parser.add_argument("--no-train", dest="train", action="store_false",

@@ -120,6 +120,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"training batches over which a written model's BatchNorm statistics are recomputed, so "
                         f"predictions do not swing with the last batches' running averages; 0 keeps those "
                         f"(default {d.bn_batches})")
+    p.add_argument("--ema-decay", dest="ema_decay", type=float,
+                   help=f"decay of the moving average of the weights that written models hold, so predictions do "
+                        f"not swing with the last steps; 0 writes the last weights (default {d.ema_decay})")
     p.add_argument("--augment", choices=["none", "yx", "zyx"],
                    help="random flips and quarter turns in YX (yx), and z flips (zyx); default none")
     p.add_argument("--buffer-size", dest="buffer_size", type=int,

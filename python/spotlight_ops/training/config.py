@@ -19,7 +19,7 @@ from ..data import PreprocessConfig
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
                                "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache",
-                               "bn_batches"})
+                               "bn_batches", "ema_decay"})
 
 
 @dataclass
@@ -44,8 +44,10 @@ class TrainConfig:
     ``val_every``, ``val_patches``. Augmentation: ``augment`` (``none``, ``yx``, ``zyx``). Data larger
     than memory (:mod:`spotlight_ops.data.buffer`): ``buffer_size`` (0: every volume in memory),
     ``buffer_switch_every``, ``stats_cache`` (default ``<out_dir>/preprocess_stats.json``).
-    Inference weights (:mod:`.batchnorm`): ``bn_batches``, the training batches over which every
-    written model's BatchNorm statistics are recomputed (0: keep the running averages of training).
+    Inference weights: ``ema_decay``, the decay of the exponential moving average of the weights that
+    every written model holds (:mod:`.averaging`; 0: the last weights), and ``bn_batches``, the training
+    batches over which its BatchNorm statistics are recomputed (:mod:`.batchnorm`; 0: keep the running
+    averages of training).
     """
 
     train_csv: Optional[str] = None
@@ -92,6 +94,7 @@ class TrainConfig:
     buffer_switch_every: int = 100
     stats_cache: Optional[str] = None
     bn_batches: int = 32
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _FLOATS:
@@ -121,6 +124,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be a number in [0, 1) (0: write the last weights, no average), "
+                             f"got {self.ema_decay!r}")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
@@ -196,7 +202,7 @@ class TrainConfig:
         return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs.get(k)]
 
 
-_FLOATS = ("lam", "k", "lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction")
+_FLOATS = ("lam", "k", "lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction", "ema_decay")
 _INTS = ("batch_size", "iterations", "depth", "base_channels", "checkpoint_every", "log_every", "seed",
          "crop_multiple", "max_retries", "num_threads", "warmup_iterations", "bn_batches")
 

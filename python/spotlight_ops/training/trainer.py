@@ -35,6 +35,7 @@ from torch import nn
 
 from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
 from ..models import FNet
+from . import averaging as A
 from . import batchnorm as BN
 from . import distributed as D
 from ..models import model_file
@@ -350,18 +351,27 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda"
                                                     else None)
     bare_model = model.module if ctx.distributed else model
+    averaged = A.averaged_model(bare_model, config.ema_decay) if config.ema_decay else None
+    if averaged is not None and payload is not None:
+        if "ema" in payload:
+            averaged.load_state_dict(payload["ema"])
+        elif ctx.is_main:
+            print(f"WARNING: {payload['_path']} holds no weight average (written without ema_decay): the average "
+                  f"starts from the weights of iteration {start}", file=sys.stderr)
     criterion = make_criterion(config)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_enabled else contextlib.nullcontext
 
     inference_cache = {}
 
     def inference(iteration: int) -> nn.Module:
-        """The weights of ``iteration`` as written for prediction (main process only; see :mod:`.batchnorm`)."""
-        if not (config.bn_batches and BN.has_batchnorm(bare_model)):
-            return bare_model
-        if inference_cache.get("iteration") != iteration:  # a copy: bare_model and its mode are untouched
+        """The weights of ``iteration`` as written for prediction (main process only): the weight average
+        (:mod:`.averaging`) or the current weights, BatchNorm statistics recomputed (:mod:`.batchnorm`)."""
+        source = averaged.module if averaged is not None else bare_model
+        if not (config.bn_batches and BN.has_batchnorm(source)):
+            return source
+        if inference_cache.get("iteration") != iteration:  # a copy: the source and its mode are untouched
             inference_cache.update(iteration=iteration, model=BN.inference_model(
-                bare_model, pairs, config.patch_size, config.batch_size, config.bn_batches, config.seed, iteration,
+                source, pairs, config.patch_size, config.batch_size, config.bn_batches, config.seed, iteration,
                 config.min_foreground_fraction, config.max_retries, config.augment))
         return inference_cache["model"]
 
@@ -370,6 +380,8 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         sampler_states = D.all_gather_objects(sampler.state_dict(), ctx)
         written = inference(iteration) if ctx.is_main else bare_model
         extra = {"inference_model": written.state_dict()} if written is not bare_model else {}
+        if averaged is not None:
+            extra["ema"] = averaged.state_dict()
         return {**extra, "format_version": FORMAT_VERSION, "iteration": iteration, "config": config.to_dict(),
                 "model_config": bare_model.config(), "model": bare_model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
@@ -428,6 +440,8 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if averaged is not None:
+                averaged.update_parameters(bare_model)
             if ctx.distributed:  # one reduction carries the loss and whether any process was asked to stop
                 flags = torch.stack([loss.detach().float(), torch.tensor(float(stop.signum), device=loss.device)])
                 flags = D.mean_across_ranks(flags, ctx)
