@@ -254,7 +254,7 @@ def _machine() -> str:
 
 def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluations: dict, seconds: dict) -> None:
     docs = Path(args.docs)
-    figures = docs.parent / "figures" / "experiments"
+    figures = docs.parent / "figures" / docs.stem  # one folder per page: pages of other settings keep theirs
     figures.mkdir(parents=True, exist_ok=True)
     plot_curves(curves, held, args, figures / "heldout_fraction.png")
     plot_curves(curves, held, args, figures / "heldout_fraction_as_trained.png", prefix="as_trained_")
@@ -266,7 +266,8 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
     target_fg, target_bg = float(held.foreground.mean()), float(held.target[~held.foreground].mean())
     budgets = sorted(evaluations)
     lines = [
-        "# Real-data experiment: MSE and Spotlight on the Allen pair",
+        "# Real-data experiment: MSE and Spotlight on the Allen pair"
+        + (f", written models averaged (`--ema-decay {args.ema_decay:g}`)" if args.ema_decay else ""),
         "",
         "Written by `benchmarks/real_data_experiment.py` (the whole page, numbers and figures; rerun it to",
         "regenerate). Command:",
@@ -305,15 +306,20 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         f"![held-out foreground fraction and background mean]({rel(figures / 'heldout_fraction.png')})",
         "",
         f"Held-out part, every {args.eval_every} iterations, each seed a line; dashed: the target. Predicted as",
-        "`spotlight predict` does: with the checkpoint's `inference_model`, whose BatchNorm statistics are",
+        "`spotlight predict` does: with the checkpoint's `inference_model`"
+        + (", the moving average of the weights," if args.ema_decay else "") + " whose BatchNorm statistics are",
         "recomputed over 32 training batches (`--bn-batches`, docs/training.md). The same checkpoints predicted",
-        "with the running averages that training leaves in the BatchNorm layers (momentum 0.1, batches of 4):",
+        "with the " + ("last weights and the " if args.ema_decay else "")
+        + "running averages that training leaves in the BatchNorm layers (momentum 0.1, batches of 4):",
         "",
         f"![the same with the running BatchNorm averages]({rel(figures / 'heldout_fraction_as_trained.png')})",
         "",
-        "With those averages, one checkpoint can put most of the held-out part above T and the next one little of",
-        "it, for MSE and the default alike; the same weights with recomputed statistics (the upper figure) swing",
-        "far less, so most of that swing is the statistics' noise, not the weights'.",
+        *(["With those averages, one checkpoint can put most of the held-out part above T and the next one little",
+           "of it, for MSE and the default alike; the same weights with recomputed statistics (the upper figure)",
+           "swing far less, so most of that swing is the statistics' noise, not the weights'."]
+          if not args.ema_decay else
+          ["The upper figure's curves, from averaged weights with recomputed statistics, are the smoother ones;",
+           "docs/training.md (\"Weight averaging\") separates the two effects."]),
         "",
     ]
     for budget in budgets:

@@ -39,3 +39,20 @@ def test_tiny_run_writes_the_page(tmp_path):
     assert "target's own" in page  # no masks: segmentation against the target's segmentation, said so
     assert (docs.parent / "figures" / "experiments" / "heldout_fraction.png").is_file()
     assert sorted(p.name for p in (out / "predictions" / "2").iterdir()) == ["mse_s0.tif", "spotlight_s0.tif"]
+
+
+@pytest.mark.skipif(shared_data_dir() is None or not (shared_data_dir() / "fnet_sample").is_dir(),
+                    reason="real data fnet_sample not found")
+def test_averaged_run_writes_its_own_page_and_figures(tmp_path):
+    from spotlight_ops.files.checkpoint import load_checkpoint
+
+    docs = tmp_path / "docs" / "averaged.md"
+    out = tmp_path / "out"
+    flags = ["--out", str(out), "--docs", str(docs), "--iterations", "2", "--early", "2", "--eval-every", "2",
+             "--seeds", "0", "--arms", "mse", "--no-sweep", "--ema-decay", "0.9"]
+    assert _script().main(flags) == 0
+    page = docs.read_text()
+    assert "--ema-decay 0.9" in page and "moving average of the weights" in page
+    assert (docs.parent / "figures" / "averaged" / "heldout_fraction.png").is_file()
+    assert not (docs.parent / "figures" / "experiments").exists()
+    assert "ema" in load_checkpoint(out / "runs" / "mse_s0" / "checkpoints" / "checkpoint_latest.pt")
