@@ -28,4 +28,6 @@ def averaged_model(model: nn.Module, decay: float) -> AveragedModel:
     """An :class:`AveragedModel` of ``model`` (a copy, on its device) taking the EMA of the module docstring."""
     if not 0.0 < decay < 1.0:
         raise ValueError(f"decay must lie in (0, 1), got {decay!r}")
+    # no device argument: the update counter stays on the CPU, since AveragedModel tests it for 0 at every
+    # update and on a GPU tensor that test would wait for the device (the copy of the module is on its device)
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
