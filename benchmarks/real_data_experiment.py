@@ -45,6 +45,10 @@ SPLIT_X = 96
 WINDOW = 250  # iterations before a budget whose evaluations are averaged
 ARMS = ("mse", "spotlight_paper", "spotlight")
 ARM_LABELS = {"mse": "MSE", "spotlight_paper": "Spotlight, the paper's loss", "spotlight": "Spotlight, plain MSE term (default)"}
+ARM_TEXT = {"mse": "`mse` (`--loss mse`)",
+            "spotlight_paper": "`spotlight_paper` (`--loss spotlight --mse-term masked`: the paper's `0.5 MMSE + 0.5 Dice`)",
+            "spotlight": "`spotlight` (`--loss spotlight`, the default `--mse-term plain`: `0.5 MSE + 0.5 Dice`, the MSE "
+                         "over every voxel, docs/collapse.md)"}
 ARM_COLORS = {"mse": "tab:blue", "spotlight_paper": "tab:red", "spotlight": "tab:green"}
 
 
@@ -214,6 +218,8 @@ def plot_curves(curves: dict, held: HeldOut, args: argparse.Namespace, path: Pat
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="center right")
     weights = "running BatchNorm averages of training" if prefix else "BatchNorm statistics recomputed (as predicted)"
+    if args.ema_decay:
+        weights = ("last weights, " if prefix else f"weights averaged (ema {args.ema_decay:g}), ") + weights
     fig.suptitle(f"fnet_sample, held-out x >= {SPLIT_X}: seeds {', '.join(map(str, args.seeds))}; {weights}",
                  fontsize=9)
     fig.savefig(path, dpi=80)
@@ -285,9 +291,7 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         f"  the {args.early}-iteration numbers are the same runs' checkpoints at iteration {args.early}.",
         *([f"  Written models hold the moving average of the weights, `--ema-decay {args.ema_decay:g}`"
            " (docs/training.md, \"Weight averaging\")."] if args.ema_decay else []),
-        "  Arms: `mse` (`--loss mse`), `spotlight_paper` (`--loss spotlight --mse-term masked`: the paper's",
-        "  `0.5 MMSE + 0.5 Dice`), `spotlight` (`--loss spotlight`, the default `--mse-term plain`:",
-        "  `0.5 MSE + 0.5 Dice`, the MSE over every voxel, docs/collapse.md).",
+        "  Arms: " + ", ".join(ARM_TEXT[a] for a in args.arms) + ".",
         *(["- That command trains every run to the full budget; the runs on this page stopped earlier where "
            "listed below (the machine's time, not a choice of the method)."]
           if any(max(curves[a].get(s) or {0: 0}) < args.iterations for a in args.arms for s in args.seeds) else []),
@@ -307,7 +311,7 @@ def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluation
         "",
         f"Held-out part, every {args.eval_every} iterations, each seed a line; dashed: the target. Predicted as",
         "`spotlight predict` does: with the checkpoint's `inference_model`"
-        + (", the moving average of the weights," if args.ema_decay else "") + " whose BatchNorm statistics are",
+        + (", the moving average of the weights," if args.ema_decay else ",") + " whose BatchNorm statistics are",
         "recomputed over 32 training batches (`--bn-batches`, docs/training.md). The same checkpoints predicted",
         "with the " + ("last weights and the " if args.ema_decay else "")
         + "running averages that training leaves in the BatchNorm layers (momentum 0.1, batches of 4):",
