@@ -60,6 +60,26 @@ def test_averaged_model_follows_the_formula_float64():
     assert not any(torch.equal(a, b) for a, b in zip(average.module.parameters(), model.parameters()))
 
 
+def test_the_average_is_torchs_ema_bit_for_bit():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 3, 3), torch.nn.BatchNorm3d(3))
+    mine = A.averaged_model(model, 0.9)
+    torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(2, 1, 4, 4, 4))  # moves the running statistics
+        mine.update_parameters(model)
+        torchs.update_parameters(model)
+    a, b = mine.state_dict(), torchs.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert mine.n_averaged.device.type == "cpu"
+
+
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, math.nan])
 def test_decay_outside_the_open_interval_is_refused(decay):
     with pytest.raises(ValueError, match="decay"):
@@ -97,15 +117,47 @@ def _fnet(checkpoint: dict):
 
 
 def test_the_average_is_recomputed_for_batchnorm_and_read_by_prediction(dataset, tmp_path):
+    from spotlight_ops.data import load_pairs
+    from spotlight_ops.models import FNet
     from spotlight_ops.predict import load_model
+    from spotlight_ops.training import batchnorm as BN
 
-    result = train(tiny_config(dataset["train"], tmp_path / "run", bn_batches=2, ema_decay=0.8))
+    config = tiny_config(dataset["train"], tmp_path / "run", bn_batches=2, ema_decay=0.8)
+    result = train(config)
     checkpoint = load_checkpoint(result.run_dir / "checkpoints" / "checkpoint_latest.pt")
     model, _ = load_model(result.run_dir / "model.pt")
     state = model.state_dict()
-    for name, value in checkpoint["ema"].items():
-        if name.startswith("module.") and not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
-            assert torch.equal(state[name[len("module."):]], value), name
+    average = FNet(**checkpoint["model_config"])
+    average.load_state_dict({k[len("module."):]: v for k, v in checkpoint["ema"].items() if k.startswith("module.")})
+    # the statistics: recomputed for the averaged weights, not training's (which the average's buffers copy)
+    want = BN.inference_model(average, load_pairs(dataset["train"]), config.patch_size, config.batch_size,
+                              config.bn_batches, config.seed, config.iterations, config.min_foreground_fraction,
+                              config.max_retries).state_dict()
+    for name, value in want.items():
+        assert torch.equal(state[name], value), name
+        if name.endswith("running_mean"):
+            assert not torch.equal(value, checkpoint["ema"]["module." + name]), name
+
+
+def test_no_recomputed_statistics_is_warned_about(dataset, tmp_path, capsys):
+    train(tiny_config(dataset["train"], tmp_path / "run", iterations=2, bn_batches=0, ema_decay=0.8))
+    assert "ema_decay with bn_batches 0" in capsys.readouterr().err
+
+
+def test_switching_the_average_on_resume_chooses_the_best_model_afresh(dataset, tmp_path, capsys, monkeypatch):
+    from spotlight_ops.training import validation as V
+
+    out = tmp_path / "run"
+    flags = dict(val_csv=str(dataset["test"]), val_every=2, val_patches=2, checkpoint_every=2)
+    train(tiny_config(dataset["train"], out, iterations=2, **flags))
+    assert load_checkpoint(out / "checkpoints" / "checkpoint_best.pt")["validation"]["iteration"] == 2
+    capsys.readouterr()
+    evaluate = V.Validator.evaluate
+    # far worse than before the switch: only a fresh choice makes it the best
+    monkeypatch.setattr(V.Validator, "evaluate", lambda self, model: {**evaluate(self, model), "val_loss": 1e9})
+    train(tiny_config(dataset["train"], out, iterations=4, ema_decay=0.5, **flags), resume=True)
+    assert "chosen afresh" in capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoints" / "checkpoint_best.pt")["validation"]["iteration"] == 4
 
 
 class Interrupted(Exception):

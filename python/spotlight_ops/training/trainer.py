@@ -357,7 +357,16 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
             averaged.load_state_dict(payload["ema"])
         elif ctx.is_main:
             print(f"WARNING: {payload['_path']} holds no weight average (written without ema_decay): the average "
-                  f"starts from the weights of iteration {start}", file=sys.stderr)
+                  f"starts with iteration {start + 1}", file=sys.stderr)
+    if payload is not None and float(payload["config"].get("ema_decay", 0.0)) != config.ema_decay \
+            and best["val_loss"] is not None:  # scores of other weights (last or averaged) do not compare
+        if ctx.is_main:
+            print(f"WARNING: ema_decay changed from {payload['config'].get('ema_decay', 0.0)} to {config.ema_decay}: "
+                  f"checkpoint_best.pt is chosen afresh from the next validation", file=sys.stderr)
+        best = {"val_loss": None, "iteration": None}
+    if averaged is not None and not config.bn_batches and BN.has_batchnorm(bare_model) and ctx.is_main:
+        print("WARNING: ema_decay with bn_batches 0: written models hold averaged weights with the BatchNorm "
+              "running statistics of the last weights; set bn_batches > 0 to recompute them", file=sys.stderr)
     criterion = make_criterion(config)
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_enabled else contextlib.nullcontext
 
