@@ -44,10 +44,10 @@ def recorded_steps(monkeypatch):
     return snapshots
 
 
-def test_averaged_model_follows_the_formula_float64():
+def test_weight_average_follows_the_formula_float64():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
-    average = A.averaged_model(model, 0.9)
+    average = A.WeightAverage(model, 0.9)
     snapshots = []
     for _ in range(5):
         with torch.no_grad():
@@ -65,7 +65,7 @@ def test_the_average_is_torchs_ema_bit_for_bit():
 
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Conv3d(1, 3, 3), torch.nn.BatchNorm3d(3))
-    mine = A.averaged_model(model, 0.9)
+    mine = A.WeightAverage(model, 0.9)
     torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=False)
     for _ in range(4):
         with torch.no_grad():
@@ -83,7 +83,7 @@ def test_the_average_is_torchs_ema_bit_for_bit():
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, math.nan])
 def test_decay_outside_the_open_interval_is_refused(decay):
     with pytest.raises(ValueError, match="decay"):
-        A.averaged_model(torch.nn.Linear(2, 2), decay)
+        A.WeightAverage(torch.nn.Linear(2, 2), decay)
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, math.nan, "0.5x"])

@@ -53,7 +53,3 @@ class WeightAverage(AveragedModel):
             mine.copy_(theirs)
         self.n_averaged += 1
 
-
-def averaged_model(model: nn.Module, decay: float) -> WeightAverage:
-    """A :class:`WeightAverage` of ``model`` with decay ``decay`` in (0, 1)."""
-    return WeightAverage(model, decay)

@@ -351,7 +351,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
         model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda"
                                                     else None)
     bare_model = model.module if ctx.distributed else model
-    averaged = A.averaged_model(bare_model, config.ema_decay) if config.ema_decay else None
+    averaged = A.WeightAverage(bare_model, config.ema_decay) if config.ema_decay else None
     if averaged is not None and payload is not None:
         if "ema" in payload:
             averaged.load_state_dict(payload["ema"])
