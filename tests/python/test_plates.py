@@ -181,11 +181,16 @@ def test_a_ngff_05_plate_written_by_ome_zarr_reads_and_its_prediction_plate_is_0
     assert out.version == "0.5" and (out.path / "zarr.json").is_file()
     write_channels(out.field_path("A/1/0"), {"H2B_prediction": volumes["A/1"][0, 1]})
     np.testing.assert_array_equal(read_volume(out.field_path("A/1/0")), volumes["A/1"][0, 1])
+    append_channels(plate, ["H2B_prediction"])  # into a 0.5 store: the channel list lives under "ome"
+    assert open_plate(plate.path).channel_names() == ["BF", "H2B", "H2B_prediction"]
+    write_channels(plate.field_path("A/2/0"), {"H2B_prediction": volumes["A/2"][0, 1] + 1})
+    np.testing.assert_array_equal(read_volume(plate.field_path("A/2/0"), channel=2), volumes["A/2"][0, 1] + 1)
 
 
 def test_predictions_written_into_the_input_store_as_a_new_channel(plate, tmp_path):
-    """Every field gains the channel (HCS plates keep equal channels); every level of a pyramid is written."""
-    from ome_zarr.scale import Methods, method_dispatch
+    """Every field gains the channel (HCS plates keep equal channels); every level of a pyramid is written,
+    downsampled as ome-zarr's default ("resize": skimage's resize, order 1, anti-aliased) makes levels."""
+    from skimage.transform import resize
 
     path, volumes = plate
     append_channels(path, ["Nuclei_prediction"])
@@ -208,8 +213,5 @@ def test_predictions_written_into_the_input_store_as_a_new_channel(plate, tmp_pa
     append_channels(path, ["second"])
     assert group["1"].shape == (1, 4, 16, 16, 16)
     write_channels(fov, {"second": prediction})
-    method = method_dispatch[Methods.RESIZE]
-    from skimage.transform import resize
-
-    expected = resize(prediction, (16, 16, 16), **method["kwargs"])
+    expected = resize(prediction, (16, 16, 16), order=1, mode="reflect", anti_aliasing=True, preserve_range=True)
     np.testing.assert_allclose(group["1"][0, 3], expected, rtol=0, atol=1e-6)

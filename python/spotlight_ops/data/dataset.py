@@ -307,6 +307,15 @@ def _standardized_box(source, role: str, config: PreprocessConfig, box: tuple, o
     return out
 
 
+def _mask_box(source, config: PreprocessConfig, box: tuple) -> np.ndarray:
+    """The mask over ``box`` of the resampled volume (nearest neighbour), read box only where not resampled."""
+    volume = source.open("mask")
+    factors = config.factors()
+    if any(abs(f - 1.0) >= 1e-9 for f in factors):
+        return np.ascontiguousarray(preprocess.resample(volume.read(dtype=None), factors, labels=True)[box])
+    return np.array(volume.box(box, dtype=None), order="C")  # a copy: never a view into a mapped file
+
+
 def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict) -> VolumePair:
     """The :class:`VolumePair` of ``row`` from its cached :func:`volume_stats`, reading only the crop box.
 
@@ -330,8 +339,7 @@ def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict
     masks = mask_sources(row)
     mask = None
     if masks is not None:
-        mask = _stack([np.ascontiguousarray(preprocess.resample(m.open("mask").read(dtype=None), config.factors(),
-                                                                labels=True)[box]) for m in masks])
+        mask = _stack([_mask_box(m, config, box) for m in masks])
     info = {"otsu_threshold": stats["threshold"], "foreground_fraction": stats["foreground_fraction"],
             "crop_box": [(b.start, b.stop) for b in box], "target_mean": stats["target_mean"],
             "target_std": stats["target_std"]}

@@ -70,6 +70,13 @@ def image_records(path: PathLike) -> dict:
             if isinstance(entry, dict) and isinstance(entry.get(RECORD), dict)}
 
 
+def _refuse_stored(path: Path, keys: Sequence[str]) -> None:
+    done = [k for k in keys if k in image_records(path)]
+    if done:
+        raise DataError(path, f"thresholds and masks of {', '.join(done)} are stored already; pass overwrite "
+                              f"(--overwrite) to compute them again")
+
+
 def preprocess_image(path: PathLike, channels: Optional[Sequence] = None, smooth: bool = False,
                      overwrite: bool = False) -> dict:
     """Computes and stores the Otsu threshold and foreground mask of ``channels`` (names or indices; default
@@ -83,12 +90,8 @@ def preprocess_image(path: PathLike, channels: Optional[Sequence] = None, smooth
     if channels is None:
         channels = list(image.channel_names) or [None]
     keys = [_channel_key(image, c) for c in channels]
-    existing = image_records(path)
     if not overwrite:
-        done = [k for k in keys if k in existing]
-        if done:
-            raise DataError(path, f"thresholds and masks of {', '.join(done)} are stored already; pass overwrite "
-                                  f"(--overwrite) to compute them again")
+        _refuse_stored(path, keys)
     group = zarr.open_group(str(path), mode="r+")
     level = image.array
     if MASK_ARRAY in group:
@@ -170,13 +173,11 @@ def preprocess_plate(path: PathLike, channels: Sequence, fields: Optional[Sequen
     plate = open_plate(path)
     chosen = list(plate.fields if fields is None else fields)
     paths = [plate.field_path(f) for f in chosen]
-    if not overwrite:
-        for field, fov in zip(chosen, paths):
-            image = zarr_io.open_image(fov, "target")
-            done = [k for k in (_channel_key(image, c) for c in channels) if k in image_records(fov)]
-            if done:
-                raise DataError(fov, f"thresholds and masks of {', '.join(done)} are stored already; pass overwrite "
-                                     f"(--overwrite) to compute them again")
+    for fov in paths:  # every field checked before any is written
+        image = zarr_io.open_image(fov, "target")
+        keys = [_channel_key(image, c) for c in channels]
+        if not overwrite:
+            _refuse_stored(fov, keys)
     iterator = zip(chosen, paths)
     if progress:
         from tqdm import tqdm

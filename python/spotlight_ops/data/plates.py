@@ -200,7 +200,7 @@ def _set_omero_channels(group, names: list) -> None:
     known = {c.get("label"): c for c in omero.get("channels", [])}
     omero["channels"] = [known.get(n) or _omero_channel(n) for n in names]
     ome["omero"] = omero
-    group.attrs.put(attrs) if hasattr(group.attrs, "put") else group.attrs.update(attrs)
+    group.attrs.update(attrs)
 
 
 def append_channels(plate: Union[Plate, PathLike], names: Sequence[str]) -> None:
@@ -232,16 +232,19 @@ def append_channels(plate: Union[Plate, PathLike], names: Sequence[str]) -> None
         _set_omero_channels(group, image.channel_names + names)
 
 
+# ome-zarr's default pyramid method ("resize"): skimage.transform.resize with these arguments
+RESIZE = {"order": 1, "mode": "reflect", "anti_aliasing": True, "preserve_range": True}
+
+
 def _downsampled(volume: np.ndarray, shape: tuple) -> np.ndarray:
-    """``volume`` resized to ``shape`` by ome-zarr's default pyramid method (skimage ``resize``, order 1,
-    anti-aliased), as the lower levels of an ome-zarr pyramid are made."""
+    """``volume`` resized to ``shape`` as ome-zarr makes the lower levels of a pyramid (its dask ``resize``
+    with :data:`RESIZE`)."""
     import dask.array as da
-    from ome_zarr.scale import Methods, method_dispatch
+    from ome_zarr.dask_utils import resize
 
     if tuple(volume.shape) == tuple(shape):
         return volume
-    method = method_dispatch[Methods.RESIZE]
-    return np.asarray(method["func"](da.from_array(volume), shape, **method["kwargs"]).compute())
+    return np.asarray(resize(da.from_array(volume), shape, **RESIZE).compute())
 
 
 def write_channels(field: PathLike, volumes: dict) -> None:
