@@ -78,7 +78,7 @@ class LazyVolume:
         return self.box((slice(z0, z1),), dtype)
 
     def box(self, box: tuple, dtype=np.float32) -> np.ndarray:
-        """A numpy copy of ``volume[box]`` (``box``: slices along z, y, x); a chunked store reads only the
+        """``volume[box]`` as a numpy array (``box``: slices along z, y, x); a chunked store reads only the
         chunks the box touches."""
         try:
             block = np.asarray(self.array[self.lead + tuple(box)])

@@ -137,8 +137,7 @@ def _parse_bool(text: str, csv_path: Path, line_number: int) -> Optional[bool]:
     raise DataError(csv_path, f"line {line_number}: {SMOOTH_COLUMN} must be true or false, got {text!r}")
 
 
-def _row_sources(line: dict, header: list, counts: dict, base: Path, csv_path: Path, line_number: int,
-                 check_files: bool) -> dict:
+def _row_sources(line: dict, counts: dict, base: Path, csv_path: Path, line_number: int, check_files: bool) -> dict:
     """``{role: [Source or None, ...]}`` of one CSV line."""
     sources = {}
     for role in ROLES:
@@ -229,7 +228,7 @@ def read_manifest(csv_path: Union[str, Path], check_files: bool = True) -> list[
     rows = []
     for line_number, raw in enumerate(lines, start=2):
         line = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-        sources = _row_sources(line, header, counts, base, csv_path, line_number, check_files)
+        sources = _row_sources(line, counts, base, csv_path, line_number, check_files)
         if not sources["mask"]:
             sources["mask"] = [None] * counts["target"]
         values = _thresholds(line, thresholds, csv_path, line_number)
