@@ -26,6 +26,7 @@ COMMANDS = {
     "predict": ("spotlight_ops.predict", "predict fluorescence for whole volumes with a trained model"),
     "demo": ("spotlight_ops.demo", "synthetic data -> MSE and Spotlight models -> predictions -> report"),
     "evaluate": ("spotlight_ops.evaluation.cli", "evaluate predicted volumes against targets"),
+    "preprocess": ("spotlight_ops.data.preprocess_command", "store Otsu thresholds and foreground masks"),
 }
 
 

@@ -30,14 +30,14 @@ import numpy as np
 from .dataset import PreprocessConfig, VolumePair, load_pair_with_stats, volume_stats
 from .manifest import ManifestRow
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _file_key(path: Optional[Path]) -> list:
     if path is None:
         return [None]
     path = Path(path).resolve()
-    if path.is_dir():  # an OME-Zarr store: its metadata files and the size of its arrays' chunks
+    if path.is_dir():  # an OME-Zarr image: its metadata files (thresholds stored by preprocess among them)
         stamps = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
                         for p in path.rglob("*") if p.is_file() and p.name in ("zarr.json", ".zarray", ".zattrs"))
         return [str(path), stamps]
@@ -45,11 +45,17 @@ def _file_key(path: Optional[Path]) -> list:
     return [str(path), stat.st_size, stat.st_mtime_ns]
 
 
+def _source_key(source) -> list:
+    return [None] if source is None else _file_key(source.path) + [source.channel, source.array]
+
+
 def stats_key(row: ManifestRow, config: PreprocessConfig) -> str:
-    """SHA-256 of the pair's files (path, size, mtime) and the preprocessing options."""
+    """SHA-256 of the pair's files (path, size, mtime; every channel, with stored thresholds and masks) and the
+    preprocessing options."""
     options = dataclasses.asdict(config)
     options.pop("min_foreground_fraction")  # a check, not an input of the statistics
-    text = json.dumps([CACHE_VERSION, _file_key(row.signal), _file_key(row.target), _file_key(row.mask), options],
+    files = [[_source_key(s) for s in sources] for sources in (row.signals, row.targets, row.masks)]
+    text = json.dumps([CACHE_VERSION, files, list(row.stored_thresholds), row.threshold_smoothed, options],
                       sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -77,7 +83,8 @@ class StatsCache:
             self.entries[key] = stats
         else:
             self.hits += 1
-        if stats["foreground_fraction"] < config.min_foreground_fraction:
+        fractions = stats["foreground_fraction"]
+        if min(fractions if isinstance(fractions, list) else [fractions]) < config.min_foreground_fraction:
             volume_stats(row, config)  # raises the DataError naming the file
         return stats
 

@@ -5,6 +5,12 @@
 isotropic voxels when voxel sizes are given, standardizes the signal, Otsu-standardizes
 the target and crops to a multiple of 16. Every problem raises :class:`DataError` naming the file.
 
+Channels: a row may hold several signal and target channels (:class:`~.manifest.ManifestRow`), every
+channel read, checked and standardized on its own (each target channel with its own Otsu T); the
+arrays of a :class:`VolumePair` are then ``(C, Z, Y, X)``, and ``(Z, Y, X)`` for one channel, exactly
+as before. Stored thresholds and masks (``spotlight preprocess``, :mod:`.masks`) are used when present:
+the target is standardized with the stored T, and the stored foreground mask becomes the pair's ``mask``.
+
 For data larger than memory (:mod:`.buffer`) the same preprocessing is split in two:
 :func:`volume_stats` reads a pair once, checks it and returns its statistics (signal mean and std,
 target Otsu threshold, mean and std, foreground fraction, shapes), which are cached; then
@@ -20,9 +26,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from . import masks as stored
 from . import preprocess
 from .errors import DataError
-from .io import open_volume, read_volume
 from .manifest import ManifestRow, read_manifest
 
 
@@ -37,6 +43,9 @@ class PreprocessConfig:
         smooth_threshold: choose the Otsu T on a median(5) + Gaussian(5) smoothed copy.
         crop_multiple: crop every axis to a multiple of this (16 for a depth-4 F-net).
         min_foreground_fraction: a target volume with less foreground (> Otsu T) is rejected.
+
+    Otsu thresholds and masks stored with the data (``spotlight preprocess``, or VisCy's thresholds) are
+    used where present (:func:`stored_thresholds`, :func:`mask_sources`).
     """
 
     voxel_size: Optional[tuple] = None
@@ -68,7 +77,10 @@ class VolumePair:
     """One preprocessed training/evaluation pair, float32 ``(Z, Y, X)`` arrays of one shape.
 
     ``foreground`` is the boolean target foreground (target > Otsu T; ``target > 0`` for
-    Otsu-standardized targets); ``mask`` the optional label mask from the manifest.
+    Otsu-standardized targets); ``mask`` the optional label mask from the manifest (or the stored
+    foreground mask of ``spotlight preprocess``). With several channels ``signal`` is ``(Cs, Z, Y, X)``
+    and ``target``, ``foreground`` and ``mask`` are ``(Ct, Z, Y, X)``; ``shape`` is the spatial shape.
+    ``info`` holds the per-channel statistics as numbers for one channel and lists for several.
     """
 
     signal: np.ndarray
@@ -80,7 +92,15 @@ class VolumePair:
 
     @property
     def shape(self) -> tuple:
-        return self.signal.shape
+        return tuple(self.signal.shape[-3:])
+
+    @property
+    def signal_channels(self) -> int:
+        return 1 if self.signal.ndim == 3 else int(self.signal.shape[0])
+
+    @property
+    def target_channels(self) -> int:
+        return 1 if self.target.ndim == 3 else int(self.target.shape[0])
 
 
 def prepare_signal(volume: np.ndarray, config: PreprocessConfig) -> np.ndarray:
@@ -88,10 +108,11 @@ def prepare_signal(volume: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return preprocess.standardize(preprocess.resample(volume, config.factors()))
 
 
-def checked_threshold(target: np.ndarray, config, path) -> tuple[float, float]:
-    """The target's Otsu threshold and foreground fraction; a DataError naming ``path`` when too
-    little lies above the threshold."""
-    threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
+def checked_threshold(target: np.ndarray, config, path, threshold: Optional[float] = None) -> tuple[float, float]:
+    """The target's Otsu threshold (``threshold`` when given: a stored one) and foreground fraction; a
+    DataError naming ``path`` when too little lies above the threshold."""
+    if threshold is None:
+        threshold = preprocess.otsu_threshold_volume(target, smooth=config.smooth_threshold)
     foreground_fraction = float(np.count_nonzero(target > threshold)) / target.size
     if foreground_fraction < config.min_foreground_fraction or foreground_fraction == 0.0:
         raise DataError(path, f"too little foreground: {100 * foreground_fraction:.4f}% of voxels above the "
@@ -99,42 +120,106 @@ def checked_threshold(target: np.ndarray, config, path) -> tuple[float, float]:
     return threshold, foreground_fraction
 
 
-def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
-    """Reads, checks and preprocesses one manifest row."""
-    signal = read_volume(row.signal, "signal")
-    target = read_volume(row.target, "target")
-    if signal.shape != target.shape:
-        raise DataError(row.target, f"target shape {target.shape} differs from signal shape {signal.shape} "
-                                    f"of {row.signal}")
-    mask = None
-    if row.mask is not None:
-        mask = read_volume(row.mask, "mask", dtype=None)
-        if mask.shape != signal.shape:
-            raise DataError(row.mask, f"mask shape {mask.shape} differs from signal shape {signal.shape} "
-                                      f"of {row.signal}")
-    factors = config.factors()
-    signal = prepare_signal(signal, config)
-    target = preprocess.resample(target, factors)
-    threshold, foreground_fraction = checked_threshold(target, config, row.target)
+def stored_thresholds(row: ManifestRow, config: PreprocessConfig) -> list:
+    """Per target channel of ``row``: its stored Otsu threshold (:func:`.masks.stored_threshold`), or None."""
+    return [stored.stored_threshold(row, k, config.smooth_threshold) for k in range(len(row.targets))]
+
+
+def mask_sources(row: ManifestRow) -> Optional[list]:
+    """The masks of ``row``, one :class:`~.sources.Source` per target channel: the manifest's, else the
+    foreground masks stored in the targets' OME-Zarr images; None when not every target channel has one
+    (a manifest naming masks for only some channels is a DataError)."""
+    given = list(row.masks)
+    if any(m is not None for m in given):
+        if any(m is None for m in given):
+            missing = [k + 1 for k, m in enumerate(given) if m is None]
+            raise DataError(row.target, f"masks are named for some target channels but not for channel(s) "
+                                        f"{missing}: give path_mask for every target channel or for none")
+        return given
+    found = [stored.stored_mask(t) for t in row.targets]
+    return found if all(m is not None for m in found) else None
+
+
+def _stack(arrays: list) -> Optional[np.ndarray]:
+    """One channel: the array itself; several: stacked on a leading channel axis."""
+    if arrays[0] is None:
+        return None
+    return arrays[0] if len(arrays) == 1 else np.stack(arrays)
+
+
+def _merged(infos: list) -> dict:
+    """Per-channel info dicts as one: numbers for one channel, lists for several."""
+    if len(infos) == 1:
+        return infos[0]
+    return {key: [i[key] for i in infos] for key in infos[0]}
+
+
+def _read_row(row: ManifestRow, config: PreprocessConfig) -> tuple:
+    """``(signals, targets, masks)``: every channel of ``row`` read whole and checked (3D, finite, shapes)."""
+    signals = [s.read("signal") for s in row.signals]
+    targets = [t.read("target") for t in row.targets]
+    shape = signals[0].shape
+    for k, (source, volume) in enumerate(zip(row.signals[1:], signals[1:]), start=2):
+        if volume.shape != shape:
+            raise DataError(source.path, f"signal channel {k} shape {volume.shape} differs from signal shape {shape} "
+                                         f"of {row.signals[0]}")
+    for source, volume in zip(row.targets, targets):
+        if volume.shape != shape:
+            raise DataError(source.path, f"target shape {volume.shape} differs from signal shape {shape} "
+                                         f"of {row.signals[0]}")
+    masks = mask_sources(row)
+    mask_volumes = None
+    if masks is not None:
+        mask_volumes = []
+        for source in masks:
+            volume = source.read("mask", dtype=None)
+            if volume.shape != shape:
+                raise DataError(source.path, f"mask shape {volume.shape} differs from signal shape {shape} "
+                                             f"of {row.signals[0]}")
+            mask_volumes.append(volume)
+    return signals, targets, mask_volumes
+
+
+def _prepared_target(target: np.ndarray, config: PreprocessConfig, path, threshold: Optional[float]) -> tuple:
+    """``(target, foreground, info)`` of one resampled target channel: checked, standardized per ``config``."""
+    computed = threshold is None
+    threshold, foreground_fraction = checked_threshold(target, config, path, threshold)
+    info = {"otsu_threshold": threshold, "foreground_fraction": foreground_fraction}
     if config.target_norm == "otsu":
-        target = preprocess.otsu_standardize_volume(target, smooth=config.smooth_threshold)
+        if computed:
+            target = preprocess.otsu_standardize_volume(target, smooth=config.smooth_threshold)
+        else:  # a stored T: (x - T) / std, the formula the smoothed threshold takes too
+            target = preprocess.standardize_with(target, threshold, preprocess.moments(target)[1])
         foreground = target > 0
     else:
         foreground = target > threshold
         target_mean, target_std = preprocess.moments(target)
-        target_stats = {"target_mean": target_mean, "target_std": target_std}
+        info.update({"target_mean": target_mean, "target_std": target_std})
         target = preprocess.standardize_with(target, target_mean, target_std)
-    if mask is not None:
-        mask = preprocess.resample(mask, factors, labels=True)
-    box = preprocess.crop_box(signal.shape, config.crop_multiple)
+    return target, foreground, info
+
+
+def load_pair(row: ManifestRow, config: PreprocessConfig) -> VolumePair:
+    """Reads, checks and preprocesses one manifest row (every channel on its own)."""
+    signals, targets, masks = _read_row(row, config)
+    factors = config.factors()
+    signal = _stack([prepare_signal(s, config) for s in signals])
+    thresholds = stored_thresholds(row, config)
+    prepared = [_prepared_target(preprocess.resample(t, factors), config, source.path, threshold)
+                for t, source, threshold in zip(targets, row.targets, thresholds)]
+    del targets
+    target, foreground = _stack([p[0] for p in prepared]), _stack([p[1] for p in prepared])
+    mask = None if masks is None else _stack([preprocess.resample(m, factors, labels=True) for m in masks])
+    box = preprocess.crop_box(signal.shape[-3:], config.crop_multiple)
     if any(b.stop - b.start == 0 for b in box):
-        raise DataError(row.signal, f"volume of shape {signal.shape} (after resampling) is smaller than the crop "
-                                    f"multiple {config.crop_multiple} along some axis")
-    crop = (lambda a: None if a is None else np.ascontiguousarray(a[box]))
-    info = {"otsu_threshold": threshold, "foreground_fraction": foreground_fraction,
-            "crop_box": [(b.start, b.stop) for b in box]}
-    if config.target_norm != "otsu":
-        info.update(target_stats)
+        raise DataError(row.signal, f"volume of shape {signal.shape[-3:]} (after resampling) is smaller than the "
+                                    f"crop multiple {config.crop_multiple} along some axis")
+    crop = (lambda a: None if a is None else np.ascontiguousarray(a[(Ellipsis,) + box]))
+    info = _merged([p[2] for p in prepared])
+    info["crop_box"] = [(b.start, b.stop) for b in box]
+    if any(t is not None for t in thresholds):
+        info["stored_threshold"] = [t is not None for t in thresholds] if len(thresholds) > 1 \
+            else thresholds[0] is not None
     return VolumePair(signal=crop(signal), target=crop(target), foreground=crop(foreground), source=row,
                       mask=crop(mask), info=info)
 
@@ -153,45 +238,66 @@ def load_pairs(manifest: Union[str, Path, Sequence[ManifestRow]], config: Option
     return [load_pair(row, config) for row in rows]
 
 
+def _one_or_list(values: list):
+    """A statistic as the cache stores it: a number for one channel, a list for several."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+def _channel_values(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
 def volume_stats(row: ManifestRow, config: PreprocessConfig) -> dict:
     """Checks one pair as :func:`load_pair` does and returns its preprocessing statistics (JSON-safe).
 
     ``signal_mean``, ``signal_std`` (float64, ddof 0, of the resampled signal), ``threshold`` (Otsu T of
-    the resampled target, on the smoothed copy with ``smooth_threshold``), ``target_mean``,
-    ``target_std``, ``foreground_fraction``, ``raw_shape`` and ``shape`` (resampled, before the crop).
+    the resampled target, on the smoothed copy with ``smooth_threshold``, or the stored one),
+    ``target_mean``, ``target_std``, ``foreground_fraction`` (numbers for one channel, lists for several),
+    ``raw_shape`` and ``shape`` (resampled, before the crop). Channels are read one at a time.
     """
-    signal = read_volume(row.signal, "signal")
-    target = read_volume(row.target, "target")
-    if signal.shape != target.shape:
-        raise DataError(row.target, f"target shape {target.shape} differs from signal shape {signal.shape} "
-                                    f"of {row.signal}")
-    if row.mask is not None:
-        mask_shape = open_volume(row.mask, "mask").shape
-        if mask_shape != signal.shape:
-            raise DataError(row.mask, f"mask shape {mask_shape} differs from signal shape {signal.shape} "
-                                      f"of {row.signal}")
-    raw_shape = signal.shape
     factors = config.factors()
-    signal_mean, signal_std = preprocess.moments(preprocess.resample(signal, factors))
-    del signal
-    target = preprocess.resample(target, factors)
-    threshold, foreground_fraction = checked_threshold(target, config, row.target)
-    shape = target.shape
+    raw_shape, signal_stats = None, []
+    for k, source in enumerate(row.signals, start=1):
+        signal = source.read("signal")
+        if raw_shape is None:
+            raw_shape = signal.shape
+        elif signal.shape != raw_shape:
+            raise DataError(source.path, f"signal channel {k} shape {signal.shape} differs from signal shape "
+                                         f"{raw_shape} of {row.signals[0]}")
+        signal_stats.append(preprocess.moments(preprocess.resample(signal, factors)))
+        del signal
+    for source in mask_sources(row) or []:
+        mask_shape = source.open("mask").shape
+        if mask_shape != raw_shape:
+            raise DataError(source.path, f"mask shape {mask_shape} differs from signal shape {raw_shape} "
+                                         f"of {row.signals[0]}")
+    target_stats = []
+    for source, stored_threshold in zip(row.targets, stored_thresholds(row, config)):
+        target = source.read("target")
+        if target.shape != raw_shape:
+            raise DataError(source.path, f"target shape {target.shape} differs from signal shape {raw_shape} "
+                                         f"of {row.signals[0]}")
+        target = preprocess.resample(target, factors)
+        threshold, foreground_fraction = checked_threshold(target, config, source.path, stored_threshold)
+        shape = target.shape
+        target_stats.append((float(threshold), *preprocess.moments(target), foreground_fraction))
+        del target
     box = preprocess.crop_box(shape, config.crop_multiple)
     if any(b.stop - b.start == 0 for b in box):
         raise DataError(row.signal, f"volume of shape {shape} (after resampling) is smaller than the crop "
                                     f"multiple {config.crop_multiple} along some axis")
-    target_mean, target_std = preprocess.moments(target)
-    return {"signal_mean": signal_mean, "signal_std": signal_std, "threshold": float(threshold),
-            "target_mean": target_mean, "target_std": target_std,
-            "foreground_fraction": foreground_fraction, "raw_shape": list(raw_shape), "shape": list(shape)}
+    column = (lambda values, i: _one_or_list([v[i] for v in values]))
+    return {"signal_mean": column(signal_stats, 0), "signal_std": column(signal_stats, 1),
+            "threshold": column(target_stats, 0), "target_mean": column(target_stats, 1),
+            "target_std": column(target_stats, 2), "foreground_fraction": column(target_stats, 3),
+            "raw_shape": list(raw_shape), "shape": list(shape)}
 
 
-def _standardized_box(path, role: str, config: PreprocessConfig, box: tuple, offset: float,
+def _standardized_box(source, role: str, config: PreprocessConfig, box: tuple, offset: float,
                       scale: float) -> np.ndarray:
-    """``(x - offset) / scale`` over ``box`` of the resampled volume (``preprocess.standardize_with``,
+    """``(x - offset) / scale`` over ``box`` of the resampled volume of ``source`` (``preprocess.standardize_with``,
     the eager path's formula)."""
-    volume = open_volume(path, role)
+    volume = source.open(role)
     factors = config.factors()
     if any(abs(f - 1.0) >= 1e-9 for f in factors):  # resampling needs the whole volume
         return preprocess.standardize_with(preprocess.resample(volume.read(), factors)[box], offset, scale)
@@ -201,6 +307,15 @@ def _standardized_box(path, role: str, config: PreprocessConfig, box: tuple, off
     return out
 
 
+def _mask_box(source, config: PreprocessConfig, box: tuple) -> np.ndarray:
+    """The mask over ``box`` of the resampled volume (nearest neighbour), read box only where not resampled."""
+    volume = source.open("mask")
+    factors = config.factors()
+    if any(abs(f - 1.0) >= 1e-9 for f in factors):
+        return np.ascontiguousarray(preprocess.resample(volume.read(dtype=None), factors, labels=True)[box])
+    return np.array(volume.box(box, dtype=None), order="C")  # a copy: never a view into a mapped file
+
+
 def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict) -> VolumePair:
     """The :class:`VolumePair` of ``row`` from its cached :func:`volume_stats`, reading only the crop box.
 
@@ -208,19 +323,25 @@ def load_pair_with_stats(row: ManifestRow, config: PreprocessConfig, stats: dict
     differ from the op library's Otsu standardization in the last bit.
     """
     box = preprocess.crop_box(stats["shape"], config.crop_multiple)
-    signal = _standardized_box(row.signal, "signal", config, box, stats["signal_mean"], stats["signal_std"])
-    if config.target_norm == "otsu":
-        target = _standardized_box(row.target, "target", config, box, stats["threshold"], stats["target_std"])
-        foreground = target > 0
-    else:
-        target = _standardized_box(row.target, "target", config, box, stats["target_mean"], stats["target_std"])
-        std = stats["target_std"] if stats["target_std"] > 0 else 1.0
-        foreground = target > np.float32((stats["threshold"] - stats["target_mean"]) / std)
+    signal = _stack([_standardized_box(source, "signal", config, box, mean, std) for source, mean, std in
+                     zip(row.signals, _channel_values(stats["signal_mean"]), _channel_values(stats["signal_std"]))])
+    targets, foregrounds = [], []
+    for source, threshold, mean, std in zip(row.targets, *(_channel_values(stats[k]) for k in
+                                                              ("threshold", "target_mean", "target_std"))):
+        if config.target_norm == "otsu":
+            target = _standardized_box(source, "target", config, box, threshold, std)
+            foreground = target > 0
+        else:
+            target = _standardized_box(source, "target", config, box, mean, std)
+            foreground = target > np.float32((threshold - mean) / (std if std > 0 else 1.0))
+        targets.append(target)
+        foregrounds.append(foreground)
+    masks = mask_sources(row)
     mask = None
-    if row.mask is not None:
-        mask = preprocess.resample(open_volume(row.mask, "mask").read(dtype=None), config.factors(), labels=True)
-        mask = np.ascontiguousarray(mask[box])
-    return VolumePair(signal=signal, target=target, foreground=foreground, source=row, mask=mask,
-                      info={"otsu_threshold": stats["threshold"], "foreground_fraction": stats["foreground_fraction"],
-                            "crop_box": [(b.start, b.stop) for b in box], "target_mean": stats["target_mean"],
-                            "target_std": stats["target_std"]})
+    if masks is not None:
+        mask = _stack([_mask_box(m, config, box) for m in masks])
+    info = {"otsu_threshold": stats["threshold"], "foreground_fraction": stats["foreground_fraction"],
+            "crop_box": [(b.start, b.stop) for b in box], "target_mean": stats["target_mean"],
+            "target_std": stats["target_std"]}
+    return VolumePair(signal=signal, target=_stack(targets), foreground=_stack(foregrounds), source=row, mask=mask,
+                      info=info)

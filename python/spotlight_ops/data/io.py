@@ -6,7 +6,8 @@ Every problem with a file (missing, unreadable, truncated, not 3D, non-finite va
 :func:`open_volume` opens a volume lazily (:class:`LazyVolume`): an uncompressed TIFF is memory-mapped
 (``tifffile.memmap``), an OME-Zarr store read chunk by chunk; other TIFFs (compressed, tiled) are read
 whole, as they must be. :func:`read_volume` reads the whole volume. Paths ending ``.zarr`` (or folders
-holding zarr metadata) are OME-Zarr (:mod:`.zarr_io`).
+holding zarr metadata, such as a plate's field of view ``plate.zarr/B/03/0``) are OME-Zarr
+(:mod:`.zarr_io`); ``channel`` picks one channel of a multi-channel OME-Zarr image, by name or index.
 """
 
 from __future__ import annotations
@@ -74,10 +75,16 @@ class LazyVolume:
         self.dtype = np.dtype(array.dtype)
 
     def slab(self, z0: int, z1: int, dtype=np.float32) -> np.ndarray:
+        return self.box((slice(z0, z1),), dtype)
+
+    def box(self, box: tuple, dtype=np.float32) -> np.ndarray:
+        """``volume[box]`` as a numpy array (``box``: slices along z, y, x); a chunked store reads only the
+        chunks the box touches."""
         try:
-            block = np.asarray(self.array[self.lead + (slice(z0, z1),)])
+            block = np.asarray(self.array[self.lead + tuple(box)])
         except Exception as err:  # a chunk that cannot be read or decoded
-            raise DataError(self.path, f"cannot read {self.role} planes {z0}..{z1} "
+            where = ", ".join(f"{b.start}..{b.stop}" for b in box)
+            raise DataError(self.path, f"cannot read {self.role} box [{where}] "
                                        f"({type(err).__name__}: {err})") from err
         return block.astype(dtype, copy=False) if dtype is not None else block
 
@@ -100,16 +107,26 @@ def _three_d(shape: tuple, path: Path, role: str) -> tuple:
     return (0,) * lead
 
 
-def open_volume(path: PathLike, role: str = "volume") -> LazyVolume:
-    """Opens a volume lazily (see the module docstring); problems raise :class:`DataError`."""
+def open_volume(path: PathLike, role: str = "volume", *, channel=None, array: Optional[str] = None) -> LazyVolume:
+    """Opens a volume lazily (see the module docstring); problems raise :class:`DataError`.
+
+    ``channel`` (a name or index) and ``array`` (another array of the image group, e.g. ``"fg_mask"``) apply
+    to OME-Zarr images only (:func:`.zarr_io.volume_index`).
+    """
     path = Path(path)
     if zarr_io.is_zarr(path):
-        array, _, _, _ = zarr_io.open_zarr(path, role)
-        shape = tuple(array.shape)
+        image = zarr_io.open_image(path, role, array=array)
+        data, shape = image.array, tuple(image.array.shape)
+        sizes = dict(zip(image.axes, shape))
+        if channel is not None or sizes.get("c", 1) > 1 or sizes.get("t", 1) > 1:
+            return LazyVolume(data, zarr_io.volume_index(image, channel, role), path, role)
         lead = _three_d(shape, path, role)
         if len(shape) - len(lead) != 3:  # singleton axes in the middle (e.g. Z of 1): read and squeeze
-            return LazyVolume(_checked_3d(np.asarray(array[...]), path, role), (), path, role)
-        return LazyVolume(array, lead, path, role)
+            return LazyVolume(_checked_3d(np.asarray(data[...]), path, role), (), path, role)
+        return LazyVolume(data, lead, path, role)
+    if channel is not None or array is not None:
+        raise DataError(path, f"{role}: a channel or array is named, but this is a TIFF (channels of TIFF data are "
+                              f"separate files, one manifest column each)")
     if not path.is_file():
         raise DataError(path, f"{role} file not found")
     try:
@@ -140,19 +157,23 @@ def _finite(volume: np.ndarray, path: Path, role: str) -> None:
         raise DataError(path, f"{role} holds {bad} non-finite (NaN or Inf) values")
 
 
-def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_finite: bool = True) -> np.ndarray:
+def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_finite: bool = True, *,
+                channel=None, array: Optional[str] = None) -> np.ndarray:
     """Reads a single-channel 3D volume ``(Z, Y, X)`` from a TIFF/OME-TIFF file or an OME-Zarr store.
 
     Singleton axes (e.g. the T and C of a ``TCZYX`` OME-TIFF) are dropped; anything else
     that is not 3D is rejected. ``role`` (``"signal"``, ``"target"``, ``"mask"``) goes into
-    error messages. The result has ``dtype`` (``None`` keeps the file's).
+    error messages. The result has ``dtype`` (``None`` keeps the file's). ``channel`` and ``array``
+    pick a channel / another array of an OME-Zarr image (:func:`open_volume`).
     """
     path = Path(path)
     if zarr_io.is_zarr(path):
-        volume = open_volume(path, role).read(dtype)
+        volume = open_volume(path, role, channel=channel, array=array).read(dtype)
         if check_finite:
             _finite(volume, path, role)
         return volume
+    if channel is not None or array is not None:
+        return open_volume(path, role, channel=channel, array=array).read(dtype)  # raises: TIFF channels are files
     if not path.is_file():
         raise DataError(path, f"{role} file not found")
     try:

@@ -1,7 +1,8 @@
 """Random training patches: uniform over images, then uniform over positions, with foreground.
 
 A draw picks an image uniformly, then a patch position uniformly, and keeps the patch when at
-least ``min_foreground_fraction`` (0.1 %) of its voxels are foreground; otherwise it redraws the
+least ``min_foreground_fraction`` (0.1 %) of its voxels are foreground (of its target voxels over all
+channels, for several target channels); otherwise it redraws the
 position in the same image, at most ``max_retries`` times, then raises :class:`DataError` naming
 the image. All randomness comes from ``numpy.random.Generator`` s whose states are part of
 :meth:`PatchSampler.state_dict`, so a resumed run draws the very same patches.
@@ -24,8 +25,19 @@ from .dataset import VolumePair
 from .errors import DataError
 
 
+def _batch(patches: list) -> np.ndarray:
+    """Patches ``(z, y, x)`` or ``(C, z, y, x)`` as one contiguous ``[B, C, z, y, x]`` batch."""
+    shapes = {p.shape for p in patches}
+    if len(shapes) != 1:
+        raise DataError(None, f"the pairs of one run must have the same channels; patches of shapes {sorted(shapes)} "
+                              f"were drawn")
+    stacked = np.stack(patches)
+    return np.ascontiguousarray(stacked[:, None] if stacked.ndim == 4 else stacked)
+
+
 class PatchSampler:
-    """Draws batches of ``(signal, target)`` patches ``[B, 1, *patch_size]`` (float32 numpy).
+    """Draws batches of ``(signal, target)`` patches ``[B, C, *patch_size]`` (float32 numpy; C = 1 for
+    single-channel pairs, else the pairs' channels: every pair must have the same channel counts).
 
     Args:
         pairs: preprocessed volumes (:func:`spotlight_ops.data.load_pairs`).
@@ -57,6 +69,10 @@ class PatchSampler:
             needed.append(aug.Transform(rotations=1).source_shape(self.patch_size))  # quarter turns: (z, x, y)
         shapes = getattr(pairs, "shapes", None) or [p.shape for p in pairs]
         sources = getattr(pairs, "rows", None) or [p.source for p in pairs]
+        channels = {(len(r.signals), len(r.targets)) for r in sources}
+        if len(channels) > 1:
+            raise DataError(None, f"every pair must have the same number of signal and target channels; the pairs "
+                                  f"have (signal, target) channels {sorted(channels)}")
         for shape, source in zip(shapes, sources):
             for patch in needed:
                 if any(s < p for s, p in zip(shape, patch)):
@@ -79,8 +95,9 @@ class PatchSampler:
         source_shape = transform.source_shape(self.patch_size)
         for _ in range(self.max_retries):
             corner = [int(self.rng.integers(s - p + 1)) for s, p in zip(pair.shape, source_shape)]
-            box = tuple(slice(c, c + p) for c, p in zip(corner, source_shape))
-            if np.count_nonzero(pair.foreground[box]) >= self.min_foreground_voxels:
+            box = (Ellipsis,) + tuple(slice(c, c + p) for c, p in zip(corner, source_shape))
+            channels = 1 if pair.foreground.ndim == 3 else pair.foreground.shape[0]
+            if np.count_nonzero(pair.foreground[box]) >= self.min_foreground_voxels * channels:
                 mask = None if pair.mask is None else transform.apply(pair.mask[box])
                 return transform.apply(pair.signal[box]), transform.apply(pair.target[box]), mask
         raise DataError(pair.source.target, f"no {self.patch_size} patch with >= "
@@ -89,19 +106,19 @@ class PatchSampler:
                                             f"foreground (remove it from the manifest or lower min_foreground_fraction)")
 
     def sample(self, with_mask: bool = False) -> tuple:
-        """One batch ``(signal, target)``, each float32 ``[batch_size, 1, z, y, x]``.
+        """One batch ``(signal, target)``, each float32 ``[batch_size, C, z, y, x]`` (C = 1 for one channel).
 
-        ``with_mask`` adds the pairs' masks, transformed alike (None when a pair has none).
+        ``with_mask`` adds the pairs' masks ``[batch_size, C_target, z, y, x]``, transformed alike (None when
+        a pair has none): the foreground masks the loss takes as ``mask=``.
         """
         patches = [self._draw_patch() for _ in range(self.batch_size)]
         self.batches_drawn += 1
         if hasattr(self.pairs, "after_batch"):
             self.pairs.after_batch(self.batches_drawn)
-        signal = np.ascontiguousarray(np.stack([p[0] for p in patches])[:, None])
-        target = np.ascontiguousarray(np.stack([p[1] for p in patches])[:, None])
+        signal, target = _batch([p[0] for p in patches]), _batch([p[1] for p in patches])
         if not with_mask:
             return signal, target
-        masks = None if any(p[2] is None for p in patches) else np.stack([p[2] for p in patches])[:, None]
+        masks = None if any(p[2] is None for p in patches) else _batch([p[2] for p in patches])
         return signal, target, masks
 
     def state_dict(self) -> dict:

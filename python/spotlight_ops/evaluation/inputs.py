@@ -2,6 +2,10 @@
 
 - A TIFF holds one 3D ZYX volume, or a 4D stack of volumes (N, Z, Y, X) that counts as
   N volumes in file order.
+- An OME-Zarr image (``x.ome.zarr``, a plate's field of view ``plate.zarr/B/03/0``) is one volume,
+  an HCS plate (``plate.zarr``) one volume per field of view, in plate order; ``PATH#CHANNEL`` picks
+  the channel of a multi-channel image or plate (``plate.zarr#Nuclei``), read by the data pipeline
+  (:mod:`spotlight_ops.data.sources`).
 - ``--pred`` specs: ``NAME=PATH[,PATH...]`` (a model and its volumes, in target order);
   a spec without ``NAME=`` is the model ``prediction`` (allowed once).
 - CSV (long format, one row per prediction): columns ``model,path_prediction,path_target``
@@ -32,9 +36,36 @@ class EvaluationInputs:
     names: list[str]
 
 
+def _zarr_volumes(path: Path, role: str) -> tuple[list[np.ndarray], list[str]] | None:
+    """``(volumes, names)`` of an OME-Zarr image or plate (``PATH#CHANNEL`` allowed); None for other paths."""
+    from ..data import DataError
+    from ..data.sources import expand_plate, parse_source
+
+    source = parse_source(str(path))
+    if not source.is_zarr:
+        return None
+    try:
+        found = expand_plate(source, role)
+        volumes = [s.read(role) for _, s in found]
+    except DataError as err:
+        raise ValueError(f"{role}: {err}") from err
+    stem = source.path.name.split(".")[0]
+    names = [stem if field is None else f"{stem}/{field}" for field, _ in found]
+    return volumes, names
+
+
 def read_volumes(path: str | Path, role: str) -> list[np.ndarray]:
-    """The 3D volumes stored in one TIFF (a 4D file gives several); errors name the file."""
+    """The 3D volumes stored in one TIFF (a 4D file gives several), OME-Zarr image (one) or HCS plate (one per
+    field of view); errors name the file."""
+    return _read_named(path, role)[0]
+
+
+def _read_named(path: str | Path, role: str) -> tuple[list[np.ndarray], list[str]]:
+    """``(volumes, names)`` of one path (see :func:`read_volumes`)."""
     path = Path(path).expanduser()
+    zarr = _zarr_volumes(path, role)
+    if zarr is not None:
+        return zarr
     if not path.is_file():
         raise FileNotFoundError(f"{role}: no such file: {path}")
     try:
@@ -50,7 +81,8 @@ def read_volumes(path: str | Path, role: str) -> list[np.ndarray]:
         raise ValueError(f"{role}: {path} must hold a 3D ZYX volume or a 4D stack of them, got shape {data.shape}")
     if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
         raise ValueError(f"{role}: {path} contains NaN or Inf values")
-    return volumes
+    names = [path.stem] if len(volumes) == 1 else [f"{path.stem}[{k}]" for k in range(len(volumes))]
+    return volumes, names
 
 
 def split_paths(text: str) -> list[Path]:
@@ -75,9 +107,9 @@ def parse_prediction_spec(spec: str) -> tuple[str, list[Path]]:
 def read_all(paths: list[Path], role: str) -> tuple[list[np.ndarray], list[str]]:
     volumes, names = [], []
     for path in paths:
-        found = read_volumes(path, role)
+        found, found_names = _read_named(path, role)
         volumes += found
-        names += [path.stem] if len(found) == 1 else [f"{path.stem}[{k}]" for k in range(len(found))]
+        names += found_names
     return volumes, names
 
 
