@@ -9,7 +9,12 @@ full, read-only folder) removes its temporary and leaves the old file as it was.
 Lock (:class:`RunLock`): ``flock`` on ``RUN/.lock``. The kernel drops the lock when the process dies,
 however it dies, so a crashed or killed run never leaves the folder locked; a second trainer on the
 same folder fails at once with :class:`RunLockedError`. The lock file is locked, never renamed (a lock
-is held on an inode), and only names the holder for the error message.
+is held on an inode), and only names the holder for the error message. A lock is tied to the identity
+of the folder and of the lock file it was taken in (device and inode of each): :meth:`RunLock.check`,
+called before every write of a training, raises :class:`RunFolderLost` once the path ``RUN`` or
+``RUN/.lock`` names anything else (the folder removed, moved or replaced, the lock file removed and
+taken by another trainer), so a training never goes on writing into a folder no one sees, or into
+another training's.
 
 Fault injection, for the tests: ``SPOTLIGHT_FAULT=kill@N`` sends SIGKILL to the process at the N-th
 fault point (1-based), ``SPOTLIGHT_FAULT=enospc@N`` raises ``OSError(ENOSPC)`` there. Every atomic
@@ -122,16 +127,36 @@ class RunLockedError(RuntimeError):
     """Another live process trains in this run folder."""
 
 
+class RunFolderLost(RuntimeError):
+    """The run folder, its lock or its log was removed, moved or replaced while a training wrote to it.
+
+    ``exit_code`` 3: ``spotlight train`` stopped without writing further, neither into the removed
+    folder nor into whatever now stands at its path (another training may own it).
+    """
+
+    exit_code = 3
+
+
+def _identity(stat: os.stat_result) -> tuple:
+    return stat.st_dev, stat.st_ino
+
+
 class RunLock:
     """An exclusive ``flock`` on ``RUN/.lock`` for the life of a training (see the module docstring)."""
 
     def __init__(self, run_dir: Union[str, Path]) -> None:
         self.path = Path(run_dir) / ".lock"
         self._fd: Optional[int] = None
+        self._folder: Optional[tuple] = None  # (device, inode) of the folder the lock was taken in
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:  # the lock file is opened in that very folder, so the two identities belong together
+            fd = os.open(self.path.name, os.O_RDWR | os.O_CREAT, 0o644, dir_fd=folder)
+            self._folder = _identity(os.fstat(folder))
+        finally:
+            os.close(folder)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,6 +171,27 @@ class RunLock:
         os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def check(self, before: str) -> None:
+        """Raises :class:`RunFolderLost` unless ``RUN`` and ``RUN/.lock`` are still the folder and the file
+        this lock was taken on; ``before`` names the write about to be made (for the message). Two
+        ``stat`` calls: cheap enough before every log row."""
+        if self._fd is None:
+            return
+        run_dir = self.path.parent
+        try:
+            folder = _identity(os.stat(run_dir))
+            lock = _identity(os.stat(self.path))
+        except (FileNotFoundError, NotADirectoryError):
+            how = "removed or moved"
+        else:
+            if folder == self._folder and lock == _identity(os.fstat(self._fd)):
+                return
+            how = ("replaced (another folder now has its path)" if folder != self._folder else
+                   "taken: its .lock was removed and another training may hold a new one")
+        raise RunFolderLost(f"{run_dir}: the run folder was {how} while training; stopped before {before}, writing "
+                            f"nothing more. See what is at {run_dir} now before resuming it (--resume continues "
+                            f"from its last intact checkpoint)")
 
     def release(self) -> None:
         if self._fd is not None:
