@@ -225,8 +225,8 @@ class LossLog:
             elif copy is not None:
                 done = f"its {len(kept)} rows up to iteration {upto} are intact (the checkpoint's copy agrees)"
             else:
-                done = (f"kept its {len(kept)} intact rows up to iteration {upto}; the lines named are dropped "
-                        f"(the checkpoint holds no copy of the log to restore them from)")
+                done = (f"kept its {len(kept)} intact rows up to iteration {upto}; the checkpoint holds no copy of "
+                        f"the log to restore the others from (written by an older spotlight)")
             print(f"WARNING: {self.path}: {shown}; {done}", file=sys.stderr)
         return copy if copy is not None else kept
 

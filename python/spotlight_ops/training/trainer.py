@@ -31,9 +31,10 @@ each doing one job::
         estimate, stop   the time left; a signal's checkpoint and :class:`Stopped`
     finish               model.pt
 
-Before each write the main process checks that the run folder is still the one it locked
-(:meth:`~spotlight_ops.files.runfiles.RunLock.check`): a folder removed, moved or taken over stops the
-run with :class:`~spotlight_ops.files.runfiles.RunFolderLost` (exit code 3) instead of writing into it.
+Around each write the main process checks that the run folder is still the one it locked
+(:meth:`_Run.writing`, :meth:`~spotlight_ops.files.runfiles.RunLock.check`): a folder removed, moved or
+taken over stops the run with :class:`~spotlight_ops.files.runfiles.RunFolderLost` (exit code 3) instead
+of writing into it.
 """
 
 from __future__ import annotations
@@ -422,9 +423,9 @@ class _Run:
         metrics = self.validator.evaluate(model)
         if self.best["val_loss"] is None or metrics["val_loss"] < self.best["val_loss"]:
             self.best = {"val_loss": metrics["val_loss"], "iteration": iteration}
-            self.guard(f"writing checkpoint_best.pt of iteration {iteration}")
-            model_file.write_model_file(self.manager.folder / "checkpoint_best.pt",
-                                        _model_file(self.config, model, iteration, validation=dict(self.best)))
+            with self.writing(f"checkpoint_best.pt of iteration {iteration}"):
+                model_file.write_model_file(self.manager.folder / "checkpoint_best.pt",
+                                            _model_file(self.config, model, iteration, validation=dict(self.best)))
         return metrics
 
     def record(self, iteration: int, loss_value: float, prediction: torch.Tensor, target: torch.Tensor,
@@ -435,8 +436,9 @@ class _Run:
         fg_pred, fg_target = fractions.tolist()
         if self.log is None:
             return
-        self.guard(f"the log row of iteration {iteration}")
-        self.log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target, **metrics})
+        with self.writing(f"the log row of iteration {iteration}"):
+            self.log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                 **metrics})
         self.watch_collapse(iteration, fg_pred, fg_target)
         self.plot(iteration, metrics)
         self.bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
@@ -453,7 +455,8 @@ class _Run:
         """``loss_curve.png`` after a validation, redrawn at most every ``PLOT_SECONDS`` (a figure costs
         about a second) and at the last iteration."""
         if metrics and (iteration == self.config.iterations or time.monotonic() - self.last_plot >= V.PLOT_SECONDS):
-            V.plot_losses(read_log(self.log.path), self.run_dir / "loss_curve.png")
+            with self.writing("loss_curve.png"):
+                V.plot_losses(read_log(self.log.path), self.run_dir / "loss_curve.png")
             self.last_plot = time.monotonic()
 
     def inference(self, iteration: int) -> nn.Module:
@@ -492,10 +495,9 @@ class _Run:
         are on disk (fsync), so no checkpoint outlives rows up to its iteration."""
         state = self.checkpoint_payload(iteration)
         if self.ctx.is_main:
-            self.guard(f"the checkpoint of iteration {iteration}")
-            self.log.sync()
-            self.saved_digest = self.manager.save(state)
-            self.guard(f"anything after the checkpoint of iteration {iteration}")  # lost during the save
+            with self.writing(f"the checkpoint of iteration {iteration}"):
+                self.log.sync()
+                self.saved_digest = self.manager.save(state)
         self.saved_at = iteration
 
     def stop(self, iteration: int, signum: int) -> None:
@@ -504,17 +506,27 @@ class _Run:
             self.save_checkpoint(iteration)
         raise Stopped(signum or STOP_SIGNALS[0], iteration, self.manager.latest, self.run_dir)
 
-    def guard(self, before: str) -> None:
-        """Stops (:class:`~spotlight_ops.files.runfiles.RunFolderLost`) before a write into a run folder
-        that is no longer the one locked; main process only (it alone holds the lock)."""
-        self.lock.check(before)
+    @contextlib.contextmanager
+    def writing(self, what: str):
+        """Around each write into the run folder (main process: it alone holds the lock), a check that the
+        folder is still the one locked (:class:`~spotlight_ops.files.runfiles.RunFolderLost` otherwise):
+        before the write, so nothing goes into a folder removed or taken; after it, for one lost meanwhile;
+        and after a failed write, whose cause that loss then is (a file vanished with its folder)."""
+        self.lock.check(what)
+        try:
+            yield
+        except OSError:
+            self.lock.check(what)
+            raise
+        self.lock.check(what)
 
     def finish(self, loss_value: Optional[float]) -> TrainResult:
         c = self.config
         model_path = None
         if self.ctx.is_main:
-            self.guard("writing model.pt")
-            model_path = _write_model(self.run_dir, self.inference(c.iterations), c, c.iterations, self.saved_digest)
+            with self.writing("model.pt"):
+                model_path = _write_model(self.run_dir, self.inference(c.iterations), c, c.iterations,
+                                          self.saved_digest)
         D.barrier(self.ctx)
         return TrainResult(self.run_dir, c.iterations, True, model_path=model_path, last_loss=loss_value)
 
