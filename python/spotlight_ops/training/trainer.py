@@ -231,8 +231,8 @@ class _Run:
 
     def __init__(self, config: TrainConfig, ctx: D.DistContext, run_dir: Path, manager: CheckpointManager,
                  lock: RunLock, payload: Optional[dict], run_id: str) -> None:
-        self.config, self.ctx, self.run_dir, self.manager, self.lock, self.run_id = (config, ctx, run_dir, manager,
-                                                                                     lock, run_id)
+        self.config, self.ctx, self.run_dir, self.run_id = config, ctx, run_dir, run_id
+        self.manager, self.lock = manager, lock
         self.pairs, val_rows = _training_data(config, run_dir, ctx)
         seed_everything(config.seed)  # the same initial weights on every process
         model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
