@@ -1,8 +1,10 @@
 """One-line messages and exit codes for the ``spotlight`` command's failures.
 
 A user error (bad argument, config or data file, a full disk, a read-only folder, no GPU, a run
-folder in use, a missing optional package that was asked for) is exit code 2; a failure of the run
-itself (non-finite loss, no intact checkpoint) or an unexpected error is 1. Messages name the file or argument and say what to do.
+folder in use, a checkpoint of another run, a missing optional package that was asked for) is exit
+code 2; a failure of the run itself (non-finite loss, no intact checkpoint) or an unexpected error is
+1; a run folder removed, moved or taken over while training (:class:`~.files.runfiles.RunFolderLost`)
+is 3. Messages name the file or argument and say what to do.
 """
 
 from __future__ import annotations
@@ -49,11 +51,16 @@ def _is_user_error_type(err: BaseException) -> bool:
 
 def _is_run_failure(err: BaseException) -> bool:
     from .files.checkpoint import CheckpointError
+    from .files.runfiles import RunFolderLost
 
-    return isinstance(err, (CheckpointError, FloatingPointError))
+    return isinstance(err, (CheckpointError, FloatingPointError, RunFolderLost))
 
 
 def exit_code(err: BaseException) -> int:
+    from .files.runfiles import RunFolderLost
+
+    if isinstance(err, RunFolderLost):
+        return RunFolderLost.exit_code
     if _is_run_failure(err):
         return 1
     if _is_user_error_type(err) or isinstance(err, OSError):

@@ -7,23 +7,44 @@ the MSE over every voxel (``mse_term="plain"``, the default, docs/collapse.md) o
 step Adam, log, and every ``checkpoint_every`` iterations write a checkpoint.
 
 A checkpoint holds the model, the optimizer, the AMP grad scaler, the RNG states of Python,
-numpy and torch and the sampler state of every process, and the iteration, so ``resume=True``
-continues exactly: the losses after a resume equal those of an uninterrupted run (bit for bit
-on CPU with the same thread count). Every written model (``model.pt``, ``checkpoint_best.pt``, and the
+numpy and torch and the sampler state of every process, the iteration, the run's id and its log so far,
+so ``resume=True`` continues exactly: the losses after a resume equal those of an uninterrupted run (bit
+for bit on CPU with the same thread count). Every written model (``model.pt``, ``checkpoint_best.pt``, and the
 ``inference_model`` of each checkpoint, which prediction reads) has its BatchNorm statistics recomputed
-over ``bn_batches`` training batches of their own stream (:mod:`.batchnorm`); validation scores that model. Runs under ``torchrun`` use DistributedDataParallel; the
-global ``batch_size`` is split evenly over the processes.
+over ``bn_batches`` training batches of their own stream (:mod:`.batchnorm`); validation scores that model.
+Runs under ``torchrun`` use DistributedDataParallel; the global ``batch_size`` is split evenly over the
+processes.
+
+The loop is a sequence of named steps, the methods of :class:`_Run` (one process's training state),
+each doing one job::
+
+    for each iteration:
+        step             the iteration's learning rate, a batch, forward under autocast, the loss in
+                         float32, backward and Adam through the AMP grad scaler
+        average          the moving average of the weights (ema_decay)
+        reduce           the loss and any stop request, averaged over DDP processes (one all-reduce)
+        check_finite     a non-finite loss stops the run, naming the checkpoint to resume from
+        validate         at validation iterations: the written model on the held-out patches, the best model
+        record           at log iterations: foreground fractions, the log row, the collapse monitor, the
+                         loss plot, the progress bar's numbers
+        save_checkpoint  at checkpoint iterations: the log fsynced, then the checkpoint published
+        estimate, stop   the time left; a signal's checkpoint and :class:`Stopped`
+    finish               model.pt
+
+Around each write the main process checks that the run folder is still the one it locked
+(:meth:`_Run.writing`, :meth:`~spotlight_ops.files.runfiles.RunLock.check`): a folder removed, moved or
+taken over stops the run with :class:`~spotlight_ops.files.runfiles.RunFolderLost` (exit code 3) instead
+of writing into it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -34,59 +55,25 @@ import torch
 from torch import nn
 
 from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
-from ..models import FNet
+from ..files.checkpoint import CheckpointManager, read_digest
+from ..files.runfiles import RunLock, RunLockedError, remove_temporaries
+from ..models import FNet, model_file
 from . import averaging as A
 from . import batchnorm as BN
 from . import distributed as D
-from ..models import model_file
-from ..files.checkpoint import CheckpointError, CheckpointManager, read_digest
-from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
+from . import progress as P
+from . import resume as R
+from . import validation as V
+from .config import TrainConfig, write_yaml
 from .log import LossLog, read_log
 from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
 from .rng import capture_rng_state, restore_rng_state, seed_everything
-from ..files.runfiles import RunLock, RunLockedError, remove_temporaries
 from .schedule import learning_rate
-from . import validation as V
+from .signals import STOP_SIGNALS, StopRequests, Stopped
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = R.FORMAT_VERSION
 
-
-STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
-
-
-class Stopped(Exception):
-    """Training stopped by SIGTERM or SIGHUP after saving a checkpoint at the current iteration.
-
-    ``exit_code`` is 128 + the signal number (143 for SIGTERM, 129 for SIGHUP), as a shell reports a
-    process ended by that signal, so job schedulers see a pre-empted job.
-    """
-
-    def __init__(self, signum: int, iteration: int, checkpoint: Path, run_dir: Path) -> None:
-        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        self.exit_code = 128 + signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} at iteration {iteration}; checkpoint saved to "
-                         f"{checkpoint}; continue with: spotlight train --out {run_dir} --resume")
-
-
-class _StopRequests:
-    """SIGTERM/SIGHUP handlers that only note the signal; the loop saves and stops at the iteration's end."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self._previous = {}
-
-    def __enter__(self) -> "_StopRequests":
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._note)
-        return self
-
-    def _note(self, signum, frame) -> None:
-        self.signum = self.signum or signum
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+__all__ = ["Stopped", "TrainResult", "default_num_threads", "make_criterion", "train"]
 
 
 def default_num_threads() -> int:
@@ -100,17 +87,6 @@ def default_num_threads() -> int:
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return max(1, cpus // 2)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 120:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 @dataclass
@@ -152,54 +128,6 @@ def _amp_settings(config: TrainConfig, device: torch.device) -> tuple:
     return enabled, dtype
 
 
-_ESTIMATE_AFTER = 5  # timed iterations (after the first, which warms up) before the estimate
-
-
-def _estimate(timing_from: Optional[float], timed: int, iteration: int, last: int) -> tuple:
-    """Prints one line with the time per iteration and the time left, after the first few iterations."""
-    now = time.monotonic()
-    if timing_from is None:
-        return now, 0
-    timed += 1
-    if timed == _ESTIMATE_AFTER and iteration < last:
-        per = (now - timing_from) / timed
-        print(f"train: {per:.3g} s/iteration; about {_duration(per * (last - iteration))} for the remaining "
-              f"{last - iteration} iterations", file=sys.stderr, flush=True)
-    return timing_from, timed
-
-
-def _resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.DistContext) -> Optional[dict]:
-    """Rank 0 picks the newest intact checkpoint; every rank loads that same file."""
-    path = None
-    if ctx.is_main:
-        try:
-            payload, path = manager.load_for_resume()
-        except CheckpointError as err:
-            path = err
-        else:
-            path = str(path) if path is not None else None
-    path = D.broadcast_object(path, ctx)
-    if isinstance(path, CheckpointError):
-        raise path
-    if path is None:
-        return None
-    if not ctx.is_main:
-        from ..files.checkpoint import load_checkpoint
-
-        payload = load_checkpoint(path)
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not the supported "
-                              f"{FORMAT_VERSION}")
-    saved = TrainConfig.from_dict(payload["config"], f"{path} (config)")
-    changed = config.differences(saved)
-    if changed:
-        details = ", ".join(f"{k}: checkpoint {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume {path} with a different config ({details}); only "
-                         f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
-    payload["_path"] = path
-    return payload
-
-
 def train(config: TrainConfig, resume: bool = False,
           on_iteration: Optional[Callable[[int, float], None]] = None) -> TrainResult:
     """Trains (or resumes) the run described by ``config``; see the module docstring.
@@ -221,6 +149,8 @@ def train(config: TrainConfig, resume: bool = False,
         # destroy_process_group, a gloo group's destructor can block forever joining its threads
         # (seen with torch 2.11 when on_iteration raised in both processes).
         traceback.clear_frames(err.__traceback__)
+        if ctx.distributed:
+            gc.collect()  # and whatever of the run a reference cycle still holds
         raise
     finally:
         torch.set_num_threads(threads)  # num_threads is this run's setting, not the caller's
@@ -247,9 +177,363 @@ def _train(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext) 
     if refused is not None:
         raise refused
     try:
-        return _train_locked(config, resume, on_iteration, ctx, run_dir)
+        return _train_locked(config, resume, on_iteration, ctx, run_dir, lock)
     finally:
         lock.release()
+
+
+def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext, run_dir: Path,
+                  lock: RunLock) -> TrainResult:
+    """The run folder prepared (a fresh run, or the checkpoint to resume from), then the loop."""
+    manager = CheckpointManager(run_dir / "checkpoints")
+    if ctx.is_main:
+        for folder in (run_dir, manager.folder):  # left by a process killed while writing one of its files
+            remove_temporaries(folder)
+    payload = None
+    if resume:
+        payload = R.resume_payload(config, manager, ctx, run_dir)
+        if payload is None and ctx.is_main:
+            print(f"No checkpoint in {manager.folder}; starting from scratch.", file=sys.stderr)
+        elif payload is not None and payload["iteration"] >= config.iterations:
+            return _already_finished(config, ctx, run_dir, payload)
+    elif manager.exists():
+        raise FileExistsError(f"{run_dir} already holds checkpoints of a run; pass --resume to continue it "
+                              f"or choose another output folder")
+    run_id = R.run_id_to_continue(run_dir, payload, ctx)
+    if ctx.is_main:
+        write_yaml(config, run_dir / "config.yaml")
+    _configure_determinism(config, ctx.device)
+    return _Run(config, ctx, run_dir, manager, lock, payload, run_id).run(on_iteration)
+
+
+def _already_finished(config: TrainConfig, ctx: D.DistContext, run_dir: Path, payload: dict) -> TrainResult:
+    model_path = None
+    if ctx.is_main:
+        model_path = R.repair_model(run_dir, payload)
+        print(f"Run {run_dir} already finished (iteration {payload['iteration']} of {config.iterations}); "
+              f"nothing to do.")
+    D.barrier(ctx)
+    return TrainResult(run_dir, payload["iteration"], True, already_finished=True, model_path=model_path)
+
+
+def _configure_determinism(config: TrainConfig, device: torch.device) -> None:
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not config.deterministic
+
+
+class _Run:
+    """One process's training state and the steps of its loop (the module docstring), in the order
+    :meth:`run` calls them. Built in the order the random streams are drawn from (data, seed, model,
+    sampler, then the checkpoint's states), which an exact resume depends on."""
+
+    def __init__(self, config: TrainConfig, ctx: D.DistContext, run_dir: Path, manager: CheckpointManager,
+                 lock: RunLock, payload: Optional[dict], run_id: str) -> None:
+        self.config, self.ctx, self.run_dir, self.run_id = config, ctx, run_dir, run_id
+        self.manager, self.lock = manager, lock
+        self.pairs, val_rows = _training_data(config, run_dir, ctx)
+        seed_everything(config.seed)  # the same initial weights on every process
+        model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+        amp_enabled, amp_dtype = _amp_settings(config, ctx.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
+        self.sampler = self._sampler(config.seed)
+        self.start = 0
+        self.saved_at: Optional[int] = None  # the iteration of the last checkpoint written or resumed from
+        self.saved_digest: Optional[str] = None  # its payload's SHA-256, recorded in model.pt
+        self.best = {"val_loss": None, "iteration": None}
+        if payload is not None:
+            self._restore(model, payload)
+        self.model = self._distributed(model)
+        self.bare_model = self.model.module if ctx.distributed else self.model
+        self.averaged = self._weight_average(payload)
+        self.criterion = make_criterion(config)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_enabled else contextlib.nullcontext
+        self._written = {}  # the model written for prediction, of one iteration (:meth:`inference`)
+        self.validating = bool(val_rows)
+        self.validator = self._validator(val_rows, amp_enabled)
+        columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
+        self.log = LossLog(run_dir, self.start, config.tensorboard, columns=columns,
+                           saved=payload.get("log") if payload is not None else None) if ctx.is_main else None
+        self.fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
+        self.monitor = CollapseMonitor(hint=collapse_hint(config))
+        self.last_plot = -math.inf
+        self.bar = P.progress_bar(config, self.start, ctx.is_main)
+        self.estimate = P.Estimate(config.iterations)
+
+    # building the state
+
+    def _sampler(self, seed: int) -> PatchSampler:
+        c = self.config
+        return PatchSampler(self.pairs, c.patch_size, c.batch_size // self.ctx.world_size, seed=seed,
+                            rank=self.ctx.rank, min_foreground_fraction=c.min_foreground_fraction,
+                            max_retries=c.max_retries, augment=c.augment)
+
+    def _restore(self, model: nn.Module, payload: dict) -> None:
+        """The checkpoint's weights, optimizer, scaler, sampler and RNG states, best validation and iteration."""
+        config, ctx = self.config, self.ctx
+        model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.start = self.saved_at = int(payload["iteration"])
+        if payload["world_size"] == ctx.world_size:
+            self.sampler.load_state_dict(payload["sampler"][ctx.rank])
+            restore_rng_state(payload["rng"][ctx.rank])
+        else:  # a different process count cannot replay the same streams: fresh ones, still seeded
+            if ctx.is_main:
+                print(f"WARNING: resuming with {ctx.world_size} processes instead of {payload['world_size']}: "
+                      f"patch sampling continues with new random streams", file=sys.stderr)
+            self.sampler = self._sampler(config.seed + 7919 * self.start)
+        self.best = dict(payload.get("validation") or self.best)
+        self.saved_digest = read_digest(payload["_path"])
+        if ctx.is_main:
+            print(f"Resuming {self.run_dir} from {payload['_path']} at iteration {self.start}.", file=sys.stderr)
+            if payload.get("threads") not in (None, torch.get_num_threads()) and ctx.device.type == "cpu":
+                print(f"WARNING: the checkpoint was written with {payload['threads']} CPU threads, this run uses "
+                      f"{torch.get_num_threads()}: losses may differ from an uninterrupted run in the last bits "
+                      f"(set --num-threads {payload['threads']} for a bit-exact resume)", file=sys.stderr)
+
+    def _distributed(self, model: nn.Module) -> nn.Module:
+        if not self.ctx.distributed:
+            return model
+        if self.config.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[self.ctx.device]
+                                                   if self.ctx.device.type == "cuda" else None)
+
+    def _weight_average(self, payload: Optional[dict]) -> Optional[A.WeightAverage]:
+        """The moving average of the weights that written models hold (``ema_decay``), continued from the
+        checkpoint; a switched ``ema_decay`` chooses the best model afresh."""
+        config, ctx = self.config, self.ctx
+        averaged = A.WeightAverage(self.bare_model, config.ema_decay) if config.ema_decay else None
+        if averaged is not None and payload is not None:
+            if "ema" in payload:
+                averaged.load_state_dict(payload["ema"])
+            elif ctx.is_main:
+                print(f"WARNING: {payload['_path']} holds no weight average (written without ema_decay): the "
+                      f"average starts with iteration {self.start + 1}", file=sys.stderr)
+        if payload is not None and float(payload["config"].get("ema_decay", 0.0)) != config.ema_decay \
+                and self.best["val_loss"] is not None:  # scores of other weights (last or averaged) do not compare
+            if ctx.is_main:
+                print(f"WARNING: ema_decay changed from {payload['config'].get('ema_decay', 0.0)} to "
+                      f"{config.ema_decay}: checkpoint_best.pt is chosen afresh from the next validation",
+                      file=sys.stderr)
+            self.best = {"val_loss": None, "iteration": None}
+        if averaged is not None and not config.bn_batches and BN.has_batchnorm(self.bare_model) and ctx.is_main:
+            print("WARNING: ema_decay with bn_batches 0: written models hold averaged weights with the BatchNorm "
+                  "running statistics of the last weights; set bn_batches > 0 to recompute them", file=sys.stderr)
+        return averaged
+
+    def _validator(self, val_rows: list, amp_enabled: bool) -> Optional[V.Validator]:
+        c = self.config
+        if not (val_rows and self.ctx.is_main):
+            return None
+        patches = V.fixed_patches(val_rows, c.preprocess(), c.patch_size, c.val_patches, c.seed,
+                                  c.min_foreground_fraction, c.max_retries, progress=c.progress)
+        return V.Validator(patches, self.criterion, c.batch_size // self.ctx.world_size, self.ctx.device,
+                           self.autocast if amp_enabled else None)
+
+    # the loop
+
+    def run(self, on_iteration) -> TrainResult:
+        config, ctx = self.config, self.ctx
+        if ctx.is_main:
+            P.start_line(config, ctx.device, ctx.world_size, self.start)
+        self.model.train()
+        loss_value = None
+        with contextlib.ExitStack() as cleanup:
+            cleanup.callback(self._close)
+            stop = cleanup.enter_context(StopRequests(announce=ctx.is_main))
+            for iteration in range(self.start + 1, config.iterations + 1):
+                prediction, target, loss = self.step(iteration)
+                self.average()
+                loss_value, stop_requested = self.reduce(loss, stop.signum)
+                self.check_finite(iteration, loss_value)
+                metrics = self.validate(iteration)
+                if iteration % config.log_every == 0 or iteration == config.iterations \
+                        or self.validation_due(iteration):  # alike on every process
+                    self.record(iteration, loss_value, prediction, target, metrics)
+                self.bar.update(1)
+                if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+                    self.save_checkpoint(iteration)
+                if ctx.is_main:
+                    self.estimate.tick(iteration)
+                if stop_requested and iteration < config.iterations:
+                    self.stop(iteration, stop.signum)
+                if on_iteration is not None:
+                    on_iteration(iteration, loss_value)
+        return self.finish(loss_value)
+
+    def rate(self, iteration: int) -> float:
+        c = self.config
+        return learning_rate(iteration, c.lr, c.lr_schedule, c.warmup_iterations, c.iterations, c.min_lr)
+
+    def step(self, iteration: int) -> tuple:
+        """One Adam step at the iteration's learning rate on a fresh batch: ``(prediction, target, loss)``."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.rate(iteration)
+        signal_np, target_np = self.sampler.sample()
+        signal = torch.from_numpy(signal_np).to(self.ctx.device, non_blocking=True)
+        target = torch.from_numpy(target_np).to(self.ctx.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            prediction = self.model(signal)
+        loss = self.criterion(prediction.float(), target)  # the loss in float32: fp16 would lose the Dice sums
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return prediction, target, loss
+
+    def average(self) -> None:
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.bare_model)
+
+    def reduce(self, loss: torch.Tensor, signum: int) -> tuple:
+        """``(loss, stop requested)``: the loss as a float (the mean over processes) and whether any process
+        was asked to stop; under DDP one all-reduce carries both."""
+        if not self.ctx.distributed:
+            return float(loss.detach()), signum != 0
+        flags = torch.stack([loss.detach().float(), torch.tensor(float(signum), device=loss.device)])
+        flags = D.mean_across_ranks(flags, self.ctx)
+        return float(flags[0]), float(flags[1]) > 0
+
+    def check_finite(self, iteration: int, loss_value: float) -> None:
+        if math.isfinite(loss_value):
+            return
+        c = self.config
+        where = (f"the checkpoint of iteration {self.saved_at} in {self.manager.folder} is intact and --resume "
+                 f"continues from it" if self.saved_at else
+                 f"no checkpoint was written yet (the first is due at iteration "
+                 f"{min(c.checkpoint_every, c.iterations)})")
+        raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; {where}; lower --lr "
+                                 f"or check the data of {c.train_csv} (targets of extreme values?)")
+
+    def validation_due(self, iteration: int) -> bool:
+        c = self.config
+        return self.validating and (iteration % c.val_every == 0 or iteration == c.iterations)
+
+    def validate(self, iteration: int) -> dict:
+        """At validation iterations (main process): the metrics of the written model on the held-out
+        patches, and ``checkpoint_best.pt`` whenever ``val_loss`` is the lowest so far; ``{}`` otherwise."""
+        if self.validator is None or not self.validation_due(iteration):
+            return {}
+        model = self.inference(iteration)
+        metrics = self.validator.evaluate(model)
+        if self.best["val_loss"] is None or metrics["val_loss"] < self.best["val_loss"]:
+            self.best = {"val_loss": metrics["val_loss"], "iteration": iteration}
+            with self.writing(f"checkpoint_best.pt of iteration {iteration}"):
+                model_file.write_model_file(self.manager.folder / "checkpoint_best.pt",
+                                            _model_file(self.config, model, iteration, validation=dict(self.best)))
+        return metrics
+
+    def record(self, iteration: int, loss_value: float, prediction: torch.Tensor, target: torch.Tensor,
+               metrics: dict) -> None:
+        """A log iteration: the batch's foreground fractions (the mean over processes), then in the main
+        process the log row, the collapse monitor, the loss plot and the progress bar's numbers."""
+        fractions = D.mean_across_ranks(foreground_fractions(prediction, target, self.fraction_threshold), self.ctx)
+        fg_pred, fg_target = fractions.tolist()
+        if self.log is None:
+            return
+        with self.writing(f"the log row of iteration {iteration}"):
+            self.log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
+                                                 **metrics})
+        self.watch_collapse(iteration, fg_pred, fg_target)
+        self.plot(iteration, metrics)
+        self.bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
+
+    def watch_collapse(self, iteration: int, fg_pred: float, fg_target: float) -> None:
+        """The collapse monitor's update (:class:`CollapseMonitor`): a warning when a divergence starts."""
+        warning = self.monitor.update(iteration, fg_pred, fg_target)
+        if warning:
+            from tqdm import tqdm
+
+            tqdm.write(warning, file=sys.stderr)
+
+    def plot(self, iteration: int, metrics: dict) -> None:
+        """``loss_curve.png`` after a validation, redrawn at most every ``PLOT_SECONDS`` (a figure costs
+        about a second) and at the last iteration."""
+        if metrics and (iteration == self.config.iterations or time.monotonic() - self.last_plot >= V.PLOT_SECONDS):
+            with self.writing("loss_curve.png"):
+                V.plot_losses(read_log(self.log.path), self.run_dir / "loss_curve.png")
+            self.last_plot = time.monotonic()
+
+    def inference(self, iteration: int) -> nn.Module:
+        """The weights of ``iteration`` as written for prediction (main process only): the weight average
+        (:mod:`.averaging`) or the current weights, BatchNorm statistics recomputed (:mod:`.batchnorm`)."""
+        c = self.config
+        source = self.averaged.module if self.averaged is not None else self.bare_model
+        if not (c.bn_batches and BN.has_batchnorm(source)):
+            return source
+        if self._written.get("iteration") != iteration:  # a copy: the source and its mode are untouched
+            self._written.update(iteration=iteration, model=BN.inference_model(
+                source, self.pairs, c.patch_size, c.batch_size, c.bn_batches, c.seed, iteration,
+                c.min_foreground_fraction, c.max_retries, c.augment))
+        return self._written["model"]
+
+    def checkpoint_payload(self, iteration: int) -> dict:
+        """What a checkpoint of ``iteration`` holds (every process takes part: RNG and sampler states)."""
+        ctx = self.ctx
+        rng_states = D.all_gather_objects(capture_rng_state(), ctx)
+        sampler_states = D.all_gather_objects(self.sampler.state_dict(), ctx)
+        written = self.inference(iteration) if ctx.is_main else self.bare_model
+        extra = {"inference_model": written.state_dict()} if written is not self.bare_model else {}
+        if self.averaged is not None:
+            extra["ema"] = self.averaged.state_dict()
+        if self.log is not None:
+            extra["log"] = self.log.text()
+        return {**extra, "format_version": FORMAT_VERSION, "run_id": self.run_id, "iteration": iteration,
+                "config": self.config.to_dict(), "model_config": self.bare_model.config(),
+                "model": self.bare_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_states, "sampler": sampler_states,
+                "world_size": ctx.world_size, "threads": torch.get_num_threads(),
+                "preprocess": dataclasses.asdict(self.config.preprocess()), "validation": dict(self.best)}
+
+    def save_checkpoint(self, iteration: int) -> None:
+        """Publishes the checkpoint of ``iteration`` (main process), after the log rows it continues from
+        are on disk (fsync), so no checkpoint outlives rows up to its iteration."""
+        state = self.checkpoint_payload(iteration)
+        if self.ctx.is_main:
+            with self.writing(f"the checkpoint of iteration {iteration}"):
+                self.log.sync()
+                self.saved_digest = self.manager.save(state)
+        self.saved_at = iteration
+
+    def stop(self, iteration: int, signum: int) -> None:
+        """A stop signal: a checkpoint of ``iteration`` (unless just written), then :class:`Stopped`."""
+        if self.saved_at != iteration:
+            self.save_checkpoint(iteration)
+        raise Stopped(signum or STOP_SIGNALS[0], iteration, self.manager.latest, self.run_dir)
+
+    @contextlib.contextmanager
+    def writing(self, what: str):
+        """Around each write into the run folder (main process: it alone holds the lock), a check that the
+        folder is still the one locked (:class:`~spotlight_ops.files.runfiles.RunFolderLost` otherwise):
+        before the write, so nothing goes into a folder removed or taken; after it, for one lost meanwhile;
+        and after a failed write, whose cause that loss then is (a file vanished with its folder)."""
+        self.lock.check(what)
+        try:
+            yield
+        except OSError:
+            self.lock.check(what)
+            raise
+        self.lock.check(what)
+
+    def finish(self, loss_value: Optional[float]) -> TrainResult:
+        c = self.config
+        model_path = None
+        if self.ctx.is_main:
+            with self.writing("model.pt"):
+                model_path = _write_model(self.run_dir, self.inference(c.iterations), c, c.iterations,
+                                          self.saved_digest)
+        D.barrier(self.ctx)
+        return TrainResult(self.run_dir, c.iterations, True, model_path=model_path, last_loss=loss_value)
+
+    def _close(self) -> None:
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()
 
 
 def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int, digest: Optional[str]) -> Path:
@@ -257,259 +541,6 @@ def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int,
     payload = _model_file(config, bare_model, iteration, {"checkpoint": "checkpoints/checkpoint_latest.pt",
                                                           "iteration": iteration, "sha256": digest})
     return model_file.write_model_file(run_dir / model_file.MODEL_NAME, payload)
-
-
-def _repair_model(run_dir: Path, manager: CheckpointManager, payload: dict) -> Path:
-    """A finished run's model.pt, rewritten from the latest checkpoint when missing or not copied from it."""
-    model_path = run_dir / model_file.MODEL_NAME
-    source = Path(payload["_path"])
-    if model_file.is_current(model_path, source):
-        return model_path
-    state = model_file.model_payload(FNet(**payload["model_config"]), payload["preprocess"], payload["config"],
-                                     payload["iteration"], {"checkpoint": f"checkpoints/{source.name}",
-                                                            "iteration": payload["iteration"],
-                                                            "sha256": read_digest(source)})
-    state["model"] = payload.get("inference_model", payload["model"])
-    print(f"Run {run_dir}: {model_path} was {'stale' if model_path.exists() else 'missing'}; rewritten from "
-          f"{source} (iteration {payload['iteration']}).", file=sys.stderr)
-    return model_file.write_model_file(model_path, state)
-
-
-def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistContext, run_dir: Path
-                  ) -> TrainResult:
-    manager = CheckpointManager(run_dir / "checkpoints")
-    if ctx.is_main:
-        for folder in (run_dir, manager.folder):  # left by a process killed while writing one of its files
-            remove_temporaries(folder)
-
-    payload = None
-    if resume:
-        payload = _resume_payload(config, manager, ctx)
-        if payload is None and ctx.is_main:
-            print(f"No checkpoint in {manager.folder}; starting from scratch.", file=sys.stderr)
-        elif payload is not None and payload["iteration"] >= config.iterations:
-            model_path = None
-            if ctx.is_main:
-                model_path = _repair_model(run_dir, manager, payload)
-                print(f"Run {run_dir} already finished (iteration {payload['iteration']} of {config.iterations}); "
-                      f"nothing to do.")
-            D.barrier(ctx)
-            return TrainResult(run_dir, payload["iteration"], True, already_finished=True, model_path=model_path)
-    elif manager.exists():
-        raise FileExistsError(f"{run_dir} already holds checkpoints of a run; pass --resume to continue it "
-                              f"or choose another output folder")
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_yaml(config, run_dir / "config.yaml")
-
-    if config.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = not config.deterministic
-
-    pairs, val_rows = _training_data(config, run_dir, ctx)
-    seed_everything(config.seed)  # the same initial weights on every process
-    model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
-    saved_digest = None  # the SHA-256 of the last checkpoint written, recorded in model.pt
-    amp_enabled, amp_dtype = _amp_settings(config, ctx.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
-    sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size, seed=config.seed,
-                           rank=ctx.rank, min_foreground_fraction=config.min_foreground_fraction,
-                           max_retries=config.max_retries, augment=config.augment)
-    start = 0
-    best = {"val_loss": None, "iteration": None}
-    if payload is not None:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scaler.load_state_dict(payload["scaler"])
-        start = int(payload["iteration"])
-        if payload["world_size"] == ctx.world_size:
-            sampler.load_state_dict(payload["sampler"][ctx.rank])
-            restore_rng_state(payload["rng"][ctx.rank])
-        else:  # a different process count cannot replay the same streams: fresh ones, still seeded
-            if ctx.is_main:
-                print(f"WARNING: resuming with {ctx.world_size} processes instead of {payload['world_size']}: "
-                      f"patch sampling continues with new random streams", file=sys.stderr)
-            sampler = PatchSampler(pairs, config.patch_size, config.batch_size // ctx.world_size,
-                                   seed=config.seed + 7919 * start, rank=ctx.rank,
-                                   min_foreground_fraction=config.min_foreground_fraction,
-                                   max_retries=config.max_retries, augment=config.augment)
-        best = dict(payload.get("validation") or best)
-        saved_digest = read_digest(payload["_path"])
-        if ctx.is_main:
-            print(f"Resuming {run_dir} from {payload['_path']} at iteration {start}.", file=sys.stderr)
-            if payload.get("threads") not in (None, torch.get_num_threads()) and ctx.device.type == "cpu":
-                print(f"WARNING: the checkpoint was written with {payload['threads']} CPU threads, this run uses "
-                      f"{torch.get_num_threads()}: losses may differ from an uninterrupted run in the last bits "
-                      f"(set --num-threads {payload['threads']} for a bit-exact resume)", file=sys.stderr)
-
-    if ctx.distributed:
-        if config.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda"
-                                                    else None)
-    bare_model = model.module if ctx.distributed else model
-    averaged = A.WeightAverage(bare_model, config.ema_decay) if config.ema_decay else None
-    if averaged is not None and payload is not None:
-        if "ema" in payload:
-            averaged.load_state_dict(payload["ema"])
-        elif ctx.is_main:
-            print(f"WARNING: {payload['_path']} holds no weight average (written without ema_decay): the average "
-                  f"starts with iteration {start + 1}", file=sys.stderr)
-    if payload is not None and float(payload["config"].get("ema_decay", 0.0)) != config.ema_decay \
-            and best["val_loss"] is not None:  # scores of other weights (last or averaged) do not compare
-        if ctx.is_main:
-            print(f"WARNING: ema_decay changed from {payload['config'].get('ema_decay', 0.0)} to {config.ema_decay}: "
-                  f"checkpoint_best.pt is chosen afresh from the next validation", file=sys.stderr)
-        best = {"val_loss": None, "iteration": None}
-    if averaged is not None and not config.bn_batches and BN.has_batchnorm(bare_model) and ctx.is_main:
-        print("WARNING: ema_decay with bn_batches 0: written models hold averaged weights with the BatchNorm "
-              "running statistics of the last weights; set bn_batches > 0 to recompute them", file=sys.stderr)
-    criterion = make_criterion(config)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_enabled else contextlib.nullcontext
-
-    inference_cache = {}
-
-    def inference(iteration: int) -> nn.Module:
-        """The weights of ``iteration`` as written for prediction (main process only): the weight average
-        (:mod:`.averaging`) or the current weights, BatchNorm statistics recomputed (:mod:`.batchnorm`)."""
-        source = averaged.module if averaged is not None else bare_model
-        if not (config.bn_batches and BN.has_batchnorm(source)):
-            return source
-        if inference_cache.get("iteration") != iteration:  # a copy: the source and its mode are untouched
-            inference_cache.update(iteration=iteration, model=BN.inference_model(
-                source, pairs, config.patch_size, config.batch_size, config.bn_batches, config.seed, iteration,
-                config.min_foreground_fraction, config.max_retries, config.augment))
-        return inference_cache["model"]
-
-    def checkpoint_payload(iteration: int) -> dict:
-        rng_states = D.all_gather_objects(capture_rng_state(), ctx)
-        sampler_states = D.all_gather_objects(sampler.state_dict(), ctx)
-        written = inference(iteration) if ctx.is_main else bare_model
-        extra = {"inference_model": written.state_dict()} if written is not bare_model else {}
-        if averaged is not None:
-            extra["ema"] = averaged.state_dict()
-        return {**extra, "format_version": FORMAT_VERSION, "iteration": iteration, "config": config.to_dict(),
-                "model_config": bare_model.config(), "model": bare_model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_states,
-                "sampler": sampler_states, "world_size": ctx.world_size, "threads": torch.get_num_threads(),
-                "preprocess": dataclasses.asdict(config.preprocess()), "validation": dict(best)}
-
-    def save_checkpoint(iteration: int) -> None:
-        nonlocal saved_digest, saved_at
-        state = checkpoint_payload(iteration)
-        if ctx.is_main:
-            saved_digest = manager.save(state)
-        saved_at = iteration
-
-    def rate(iteration: int) -> float:
-        return learning_rate(iteration, config.lr, config.lr_schedule, config.warmup_iterations,
-                             config.iterations, config.min_lr)
-
-    validator, last_plot = None, -math.inf
-    if val_rows and ctx.is_main:
-        patches = V.fixed_patches(val_rows, config.preprocess(), config.patch_size, config.val_patches, config.seed,
-                                  config.min_foreground_fraction, config.max_retries, progress=config.progress)
-        validator = V.Validator(patches, criterion, config.batch_size // ctx.world_size, ctx.device,
-                                autocast if amp_enabled else None)
-    columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
-    log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
-    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
-    monitor = CollapseMonitor(hint=collapse_hint(config))
-    from tqdm import tqdm
-
-    bar = tqdm(total=config.iterations, initial=start, unit="it", dynamic_ncols=True, desc=f"train {config.loss}",
-               disable=not (config.progress and ctx.is_main))
-    loss_value = None
-    saved_at = start if payload is not None else None
-    timing_from, timed = None, 0
-    if ctx.is_main:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        schedule = config.lr_schedule + (f" after {config.warmup_iterations} warm-up" if config.warmup_iterations
-                                         else "")
-        print(f"train: device {ctx.device}, {torch.get_num_threads()} CPU thread(s) of {cores} core(s), "
-              f"{ctx.world_size} process(es); iterations {start + 1}..{config.iterations}, lr {config.lr:g} "
-              f"({schedule}); a time estimate follows the first iterations", file=sys.stderr, flush=True)
-    model.train()
-    stop = _StopRequests()
-    try:
-        stop.__enter__()
-        for iteration in range(start + 1, config.iterations + 1):
-            for group in optimizer.param_groups:
-                group["lr"] = rate(iteration)
-            signal_np, target_np = sampler.sample()
-            signal = torch.from_numpy(signal_np).to(ctx.device, non_blocking=True)
-            target = torch.from_numpy(target_np).to(ctx.device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with autocast():
-                prediction = model(signal)
-            loss = criterion(prediction.float(), target)  # the loss in float32: fp16 would lose the Dice sums
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if averaged is not None:
-                averaged.update_parameters(bare_model)
-            if ctx.distributed:  # one reduction carries the loss and whether any process was asked to stop
-                flags = torch.stack([loss.detach().float(), torch.tensor(float(stop.signum), device=loss.device)])
-                flags = D.mean_across_ranks(flags, ctx)
-                loss_value, stop_requested = float(flags[0]), float(flags[1]) > 0
-            else:
-                loss_value, stop_requested = float(loss.detach()), stop.signum != 0
-            if not math.isfinite(loss_value):
-                where = (f"the checkpoint of iteration {saved_at} in {manager.folder} is intact and --resume "
-                         f"continues from it" if saved_at else
-                         f"no checkpoint was written yet (the first is due at iteration "
-                         f"{min(config.checkpoint_every, config.iterations)})")
-                raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; {where}; lower --lr "
-                                         f"or check the data of {config.train_csv} (targets of extreme values?)")
-            val_due = bool(val_rows) and (iteration % config.val_every == 0 or iteration == config.iterations)
-            metrics = {}
-            if validator is not None and val_due:
-                metrics = validator.evaluate(inference(iteration))
-                if best["val_loss"] is None or metrics["val_loss"] < best["val_loss"]:
-                    best = {"val_loss": metrics["val_loss"], "iteration": iteration}
-                    model_file.write_model_file(manager.folder / "checkpoint_best.pt",
-                                                _model_file(config, inference(iteration), iteration,
-                                                            validation=dict(best)))
-            if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
-                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
-                fg_pred, fg_target = fractions.tolist()
-                if log is not None:
-                    log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
-                                                    **metrics})
-                    warning = monitor.update(iteration, fg_pred, fg_target)
-                    if warning:
-                        tqdm.write(warning, file=sys.stderr)
-                    # redrawn at most every PLOT_SECONDS (a figure costs about a second) and at the last iteration
-                    if metrics and (iteration == config.iterations or time.monotonic() - last_plot >= V.PLOT_SECONDS):
-                        V.plot_losses(read_log(log.path), run_dir / "loss_curve.png")
-                        last_plot = time.monotonic()
-                    bar.set_postfix(loss=f"{loss_value:.4g}", fg=f"{fg_pred:.2f}/{fg_target:.2f}", refresh=False)
-            bar.update(1)
-            if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-                save_checkpoint(iteration)
-            if ctx.is_main:
-                timing_from, timed = _estimate(timing_from, timed, iteration, config.iterations)
-            if stop_requested and iteration < config.iterations:
-                if saved_at != iteration:
-                    save_checkpoint(iteration)
-                signum = stop.signum or STOP_SIGNALS[0]
-                raise Stopped(signum, iteration, manager.latest, run_dir)
-            if on_iteration is not None:
-                on_iteration(iteration, loss_value)
-    finally:
-        stop.__exit__(None, None, None)
-        bar.close()
-        if log is not None:
-            log.close()
-
-    model_path = None
-    if ctx.is_main:
-        model_path = _write_model(run_dir, inference(config.iterations), config, config.iterations, saved_digest)
-    D.barrier(ctx)
-    return TrainResult(run_dir, config.iterations, True, model_path=model_path, last_loss=loss_value)
 
 
 def _model_file(config: TrainConfig, model: nn.Module, iteration: int, source: Optional[dict] = None,
