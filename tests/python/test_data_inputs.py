@@ -25,7 +25,7 @@ def test_a_complex_tiff_is_refused_naming_the_file(tmp_path, compression):
 
 def test_a_manifest_saved_as_csv_utf8_with_a_bom_is_read(tmp_path):
     for name in ("s.tif", "t.tif"):
-        tifffile.imwrite(tmp_path / name, np.zeros((4, 8, 8), np.float32))
+        tifffile.imwrite(tmp_path / name, np.zeros((4, 8, 8), np.float32), photometric="minisblack")
     manifest = tmp_path / "train.csv"
     manifest.write_bytes((BOM + "path_signal,path_target\r\ns.tif,t.tif\r\n").encode("utf-8"))
     rows = read_manifest(manifest)
