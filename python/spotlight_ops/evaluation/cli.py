@@ -66,10 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     units = p.add_argument_group("units (docs/evaluation.md: the defaults fit predictions of `spotlight predict`)")
     units.add_argument("--target-norm", choices=("otsu", "none"), default="otsu",
                        help="targets Otsu-standardized as in training (default), or used as given")
-    units.add_argument("--prediction-units", choices=("auto", "target", "standardized"), default="auto",
+    units.add_argument("--prediction-units", choices=("auto", "target", "standardized", "zscored"), default="auto",
                        help="predictions in the targets' own units, in the Otsu-standardized ones of `spotlight "
-                            "predict`, or auto (default): the reading that fits the targets plainly better, else an "
-                            "error")
+                            "predict`, in z-scored ones (a model trained with target_norm zscore), or auto (default): "
+                            "target or standardized, whichever fits the targets plainly better, else an error")
     units.add_argument("--smooth-threshold", action="store_true",
                        help="targets' Otsu T from their median(5)+Gaussian(5) copy (if the model was trained so)")
     units.add_argument("--rescale", choices=("none", "range", "minmax", "affine"), default="none",

@@ -23,7 +23,7 @@ class EvaluationOptions:
 
     target_norm: str = "otsu"  # target units: Otsu-standardized as in training (rescaling.py), or "none"
     smooth_threshold: bool = False  # Otsu T of the targets from their smoothed copy (as training can)
-    prediction_units: str = "auto"  # "target", "standardized", or read from them (prediction_units.py)
+    prediction_units: str = "auto"  # "target", "standardized", "zscored", or read (prediction_units.py)
     rescale: str = "none"  # how predictions reach the target's scale (rescaling.py)
     target_range: tuple[float, float] | None = None  # rescale="range": the combined training targets' range
     training_run: str | Path | None = None  # rescale="range": read target_range from this training run

@@ -1,12 +1,16 @@
 r"""Which units a model's predictions are in, and the map into the evaluation's units.
 
-A prediction comes in one of two units, named by ``prediction_units``:
+A prediction comes in one of these units, named by ``prediction_units``:
 
 - ``"target"``: the units of the targets as given (camera counts, say: a copy of the
   target, a model trained on raw targets);
 - ``"standardized"``: the target's Otsu-standardized units :math:`(Y - T) / s`, those of
-  ``spotlight train`` and ``spotlight predict`` (T and s per target volume,
-  :func:`.rescaling.otsu_standardization`).
+  ``spotlight train`` and ``spotlight predict`` (T, s and the mean per target volume,
+  :func:`.rescaling.otsu_standardization`);
+- ``"zscored"``: the target's z-scored units :math:`(Y - \bar Y) / s`, those of a model
+  trained with ``target_norm: zscore``: mapped to the target's units by :math:`P s + \bar Y`,
+  then as ``"target"``. Only given, never read: it differs from ``"standardized"`` by an
+  offset of a fraction of a std, which a prediction's misfit does not tell apart.
 
 It is mapped into the evaluation's units (``target_norm``) by the target's own map, so a
 prediction and its target always meet in the same units: under ``target_norm="otsu"`` a
@@ -42,7 +46,7 @@ import numpy as np
 from ._validation import as_image
 from .rescaling import Standardization
 
-PREDICTION_UNITS = ("auto", "target", "standardized")
+PREDICTION_UNITS = ("auto", "target", "standardized", "zscored")
 AGREE = 0.01  # target stds (rms): readings closer than this are the same units
 MARGIN = 2.0  # "auto": the reading taken misses by at most 1 / MARGIN of the other
 
@@ -51,7 +55,7 @@ MARGIN = 2.0  # "auto": the reading taken misses by at most 1 / MARGIN of the ot
 class UnitsChoice:
     """The units of one model's predictions and how they were chosen."""
 
-    units: str  # "target" or "standardized"
+    units: str  # "target", "standardized" or "zscored"
     how: str  # "given", "detected", "agree" (both readings the same) or "rescaled" (units irrelevant)
     error_target: float = math.nan  # misfit read in the targets' units, target stds (rms)
     error_standardized: float = math.nan  # misfit read as Otsu-standardized, target stds (rms)
@@ -116,6 +120,9 @@ def choose_units(model: str, volumes: list, targets: list, maps: list[Standardiz
 def to_evaluation_units(prediction: np.ndarray, choice: UnitsChoice, standard: Standardization,
                         target_norm: str) -> np.ndarray:
     """The prediction in the evaluation's units (float64): the target's map applied, inverted or neither."""
+    if choice.units == "zscored":
+        prediction = np.asarray(prediction, dtype=np.float64) * standard.std + standard.mean
+        return standard.apply(prediction) if target_norm == "otsu" else prediction
     if choice.units == "target" and target_norm == "otsu":
         return standard.apply(prediction)
     if choice.units == "standardized" and target_norm == "none":

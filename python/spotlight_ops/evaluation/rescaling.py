@@ -63,6 +63,7 @@ class Standardization:
 
     threshold: float  # T, the target's Otsu threshold
     std: float  # s, the target's std (ddof 0; 1 for a constant target)
+    mean: float = 0.0  # the target's mean: the offset of z-scored units, (x - mean) / s
 
     def apply(self, volume: np.ndarray) -> np.ndarray:
         return (np.asarray(volume, dtype=np.float64) - self.threshold) / self.std
@@ -76,8 +77,8 @@ def otsu_standardization(target: np.ndarray, smooth_threshold: bool = False) -> 
     from ..data.preprocess import moments, otsu_threshold_volume
 
     target = as_image("target", target)
-    std = moments(target)[1]
-    return Standardization(otsu_threshold_volume(target, smooth=bool(smooth_threshold)), std if std > 0 else 1.0)
+    mean, std = moments(target)
+    return Standardization(otsu_threshold_volume(target, smooth=bool(smooth_threshold)), std if std > 0 else 1.0, mean)
 
 
 def normalize_target(target: np.ndarray, target_norm: str = "otsu", smooth_threshold: bool = False) -> np.ndarray:

@@ -90,3 +90,11 @@ def test_already_standardized_targets_and_rescaled_predictions(scene):
     assert rescaled.how == "rescaled"
     with pytest.raises(ValueError, match="prediction_units must be one of"):
         choose_units("m", [target], [target], maps, "raw", "none", "otsu")
+
+
+def test_zscored_predictions_are_mapped_when_named(scene, tmp_path):
+    """A model trained with target_norm: zscore predicts (Y - mean) / std: named, its exact copy scores inf."""
+    labels, target = scene
+    zscored = (target - target.mean()) / target.std()
+    rows = evaluate_models({"copy": [zscored]}, [target], [labels], tmp_path, prediction_units="zscored", **FAST)
+    assert rows[1]["psnr"] > 200 and rows[1]["ssim"] == pytest.approx(1.0, abs=1e-12)
