@@ -330,7 +330,8 @@ def _pattern_section(evaluation) -> list:
         mean_ap = np.mean([r["mean_ap"] for r in target_rows])
         lines.append(f"The segmentation was tuned on the held-out targets against their ground-truth masks and frozen "
                      f"for both models; the targets themselves score AP@0.5 {ap:.3f} and mean AP {mean_ap:.3f} "
-                     "(the ceiling of any model; chosen parameters in "
+                     "(the recipe on the real data, not a ceiling: a smooth prediction can score higher than a "
+                     "noisy target; chosen parameters in "
                      "[evaluation/report.md](evaluation/report.md)).\n")
     return lines
 

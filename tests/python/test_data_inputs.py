@@ -16,7 +16,7 @@ BOM = "\ufeff"
 def test_a_complex_tiff_is_refused_naming_the_file(tmp_path, compression):
     path = tmp_path / "complex.tif"
     volume = (np.ones((4, 8, 8)) + 1j * np.arange(256).reshape(4, 8, 8)).astype(np.complex64)
-    tifffile.imwrite(path, volume, compression=compression)
+    tifffile.imwrite(path, volume, compression=compression, photometric="minisblack")
     for read in (lambda: read_volume(path, "target"), lambda: open_volume(path, "target")):
         with pytest.raises(DataError, match=r"complex.tif: target holds complex values \(complex64\)") as info:
             read()

@@ -251,7 +251,7 @@ def run_evaluation(
         histograms[TARGET] += intensity_histogram([target], edges)
         row = _base(i, name, TARGET, reference.source)
         row.update(frc_row(target, opts))
-        if has_masks:  # how well the segmentation recipe does on the real data: the ceiling
+        if has_masks:  # how well the segmentation recipe does on the real data
             seg, ap = segmentation_row(reference, target_labels, target, opts)
             row.update(seg)
             curves.setdefault(TARGET, {}).setdefault("watershed", []).append(ap["ap"])
