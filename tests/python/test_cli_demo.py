@@ -10,7 +10,7 @@ import pytest
 
 from spotlight_ops.cli import build_parser, main
 from spotlight_ops.data import read_volume
-from spotlight_ops.demo import QUICK, _evaluation_summary, summarize
+from spotlight_ops.demo import QUICK, summarize
 
 from _training_helpers import CLI, subprocess_env
 
@@ -29,11 +29,9 @@ def test_summary():
     target = np.linspace(0, 1, 1000).reshape(10, 10, 10)
     mask = np.zeros(target.shape, np.uint16)
     mask[5:] = 1
-    shifted = summarize("m", [target + 0.1], [target], [mask])  # PSNR with R = the target's range (1)
-    assert shifted["psnr"] == pytest.approx(20.0) and shifted["psnr_foreground"] == pytest.approx(20.0)
     row = summarize("m", [np.where(mask > 0, target, -1.0)], [target], [mask])
     assert row["background_mean"] == -1.0 and row["background_std"] == 0.0
-    assert row["psnr_foreground"] == float("inf") and row["background_above_threshold"] == 0.0
+    assert row["background_above_threshold"] == 0.0 and np.isnan(row["pearson_background"])
     # at the display's floor (T - std = -1) the background is black in every zone
     assert row["shown_rim"] == row["shown_near"] == row["shown_far"] == 0.0
     # the window is [-1, p99.8 of the target]; zones by distance to the nuclei (z >= 5 here):
@@ -46,10 +44,6 @@ def test_summary():
     assert bright["shown_near"] == pytest.approx(0.5 / (hi + 1))
     assert bright["shown_rim"] == 1.0  # clipped at the window's top
     assert bright["background_above_threshold"] == pytest.approx(0.6)
-    rows = [{"model": "a", "threshold_fraction": float("nan"), "psnr": 10.0},
-            {"model": "a", "threshold_fraction": 0.1, "psnr": 99.0},
-            {"model": "a", "threshold_fraction": float("nan"), "psnr": 20.0}]
-    assert "| a | 15.000 |" in _evaluation_summary(rows)
 
 
 def test_demo_quick_end_to_end(tmp_path):
@@ -58,14 +52,22 @@ def test_demo_quick_end_to_end(tmp_path):
                             env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "report.md").read_text()
-    assert "| model | PSNR whole (dB) | PSNR foreground (dB) |" in report
-    # what was measured, where and when; the verdict is the evaluation's, with its numbers
+    assert "| model | background shown: rim | near nuclei | far |" in report
+    # what was measured, where and when; the verdict is the evaluation's, with its numbers and intervals
     assert "Measured with `spotlight demo --quick --out" in report and "load average" in report
     assert " CPUs, torch " in report
-    assert "## Verdict" in report and ("pattern holds" in report or "pattern does not hold" in report)
+    evaluation = (out / "evaluation" / "report.md").read_text()
+    verdict = report[report.index("## Verdict"):report.index("## Evaluation")]
+    assert any(v in verdict for v in ("pattern holds", "pattern does not hold", "Not distinguishable"))
+    parts = [line for line in verdict.splitlines() if line.startswith("- ") and " — " in line]
+    assert len(parts) == 3 and all("95% interval" in line for line in parts)
+    assert all(line in evaluation for line in parts)  # the evaluation's own lines, one implementation
+    assert "Intervals: 95% paired bootstrap" in verdict and "not the randomness of training" in verdict
     assert "the targets themselves score AP@0.5" in report
-    assert "Segmentation tuned on the targets" in (out / "evaluation" / "report.md").read_text()
-    assert "paper's pattern" in result.stdout
+    # the evaluation's own tables: the summary and the differences with their intervals
+    assert "| model | PSNR dB | fg PSNR dB |" in report and "| spotlight | mse | mean AP |" in report
+    assert "Segmentation tuned on the targets" in evaluation
+    assert "paper's pattern" in result.stdout and "95% interval" in result.stdout
     assert "| mse |" in report and "| spotlight |" in report
     # the hyperparameters are the trained configs' (runs/spotlight/config.yaml), not the demo's literals
     from spotlight_ops.training import TrainConfig
@@ -78,7 +80,7 @@ def test_demo_quick_end_to_end(tmp_path):
         assert (out / picture).stat().st_size > 1000 and f"]({picture})" in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert {r["model"] for r in metrics["rows"]} == {"target (ground truth)", "mse", "spotlight"}
-    assert all(np.isfinite(r["psnr_foreground"]) for r in metrics["rows"][1:])
+    assert all(np.isfinite(r["pearson_background"]) for r in metrics["rows"][1:])
     for loss in ("mse", "spotlight"):
         assert (out / "runs" / loss / "model.pt").is_file()
         prediction = read_volume(out / "predictions" / loss / "scene_003_prediction.tif")
@@ -101,7 +103,7 @@ def test_summary_of_a_volume_without_nuclei_and_of_a_constant_prediction():
     mask[5:] = 1
     two = summarize("m", [np.full(target.shape, 0.5), np.full(target.shape, 0.5)], [target, target], [empty, mask])
     assert not np.isnan(two["shown_rim"])
-    assert np.isnan(two["pearson_foreground"])  # a constant prediction has no correlation
+    assert np.isnan(two["pearson_background"])  # a constant prediction has no correlation
 
 
 def test_the_installed_command_is_the_torch_free_dispatcher():

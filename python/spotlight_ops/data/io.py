@@ -1,6 +1,6 @@
 """Reading and writing 3D volumes: TIFF / OME-TIFF with tifffile, OME-Zarr with ome-zarr, validated.
 
-Every problem with a file (missing, unreadable, truncated, not 3D, non-finite values) raises
+Every problem with a file (missing, unreadable, truncated, not 3D, complex or non-finite values) raises
 :class:`DataError` naming the file and the problem, before the volume is used.
 
 :func:`open_volume` opens a volume lazily (:class:`LazyVolume`): an uncompressed TIFF is memory-mapped
@@ -61,6 +61,13 @@ def _check_extent(tif: "tifffile.TiffFile", path: Path, role: str) -> None:
                                       f"the file has {size}")
 
 
+def _real(dtype, path: Path, role: str) -> None:
+    """A complex volume is refused: casting it to float would drop its imaginary part silently."""
+    if np.issubdtype(np.dtype(dtype), np.complexfloating):
+        raise DataError(path, f"{role} holds complex values ({np.dtype(dtype)}); give a real-valued volume "
+                              "(its magnitude or real part, say)")
+
+
 class LazyVolume:
     """A single-channel 3D volume ``(Z, Y, X)`` on disk, read in z slabs on demand.
 
@@ -117,6 +124,7 @@ def open_volume(path: PathLike, role: str = "volume", *, channel=None, array: Op
     if zarr_io.is_zarr(path):
         image = zarr_io.open_image(path, role, array=array)
         data, shape = image.array, tuple(image.array.shape)
+        _real(data.dtype, path, role)
         sizes = dict(zip(image.axes, shape))
         if channel is not None or sizes.get("c", 1) > 1 or sizes.get("t", 1) > 1:
             return LazyVolume(data, zarr_io.volume_index(image, channel, role), path, role)
@@ -136,6 +144,7 @@ def open_volume(path: PathLike, role: str = "volume", *, channel=None, array: Op
             raise ValueError("; ".join(warnings[:3]))
     except Exception:  # compressed, tiled or odd layouts cannot be mapped: read whole, with every check
         return LazyVolume(read_volume(path, role, dtype=None, check_finite=False), (), path, role)
+    _real(mapped.dtype, path, role)
     shape = tuple(mapped.shape)
     lead = _three_d(shape, path, role)
     if len(shape) - len(lead) != 3:
@@ -188,6 +197,7 @@ def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_fi
         raise DataError(path, f"cannot read {role} TIFF ({type(err).__name__}: {err})") from err
     if warnings:
         raise DataError(path, f"{role} TIFF is truncated or corrupted (tifffile: {'; '.join(warnings[:3])})")
+    _real(array.dtype, path, role)
     squeezed = np.squeeze(array)
     if squeezed.ndim != 3:
         raise DataError(path, f"{role} must be a single-channel 3D volume (Z, Y, X) after dropping "
@@ -196,9 +206,8 @@ def read_volume(path: PathLike, role: str = "volume", dtype=np.float32, check_fi
         raise DataError(path, f"{role} is empty, shape {array.shape}")
     if dtype is not None:
         squeezed = squeezed.astype(dtype, copy=False)
-    if check_finite and np.issubdtype(squeezed.dtype, np.floating) and not np.isfinite(squeezed).all():
-        bad = int(np.count_nonzero(~np.isfinite(squeezed)))
-        raise DataError(path, f"{role} holds {bad} non-finite (NaN or Inf) values")
+    if check_finite:
+        _finite(squeezed, path, role)
     return np.ascontiguousarray(squeezed)
 
 

@@ -203,7 +203,7 @@ def read_manifest(csv_path: Union[str, Path], check_files: bool = True) -> list[
         raise DataError(csv_path, "manifest CSV not found")
     base = csv_path.resolve().parent
     try:
-        with open(csv_path, newline="") as handle:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # "CSV UTF-8" files start with a BOM
             reader = csv.DictReader(handle)
             header = [h.strip() for h in (reader.fieldnames or [])]
             lines = list(reader)

@@ -7,7 +7,8 @@ each module's docstring.
 
 from __future__ import annotations
 
-from .evaluate import evaluate_models
+from .bootstrap import Difference, model_differences
+from .evaluate import Evaluation, evaluate_models, run_evaluation
 from .foreground import otsu_foreground
 from .frc import FRCResult, checkerboard_split, frc_resolution
 from .instances import to_instances
@@ -24,6 +25,8 @@ from .sweep import threshold_intensity, threshold_prediction
 __all__ = [
     "FEATURES",
     "IOU_THRESHOLDS",
+    "Difference",
+    "Evaluation",
     "EvaluationOptions",
     "FRCResult",
     "MicroSSIMResult",
@@ -37,11 +40,13 @@ __all__ = [
     "match_instances",
     "matched_cosine_distances",
     "micro_ssim",
+    "model_differences",
     "nucleus_features",
     "otsu_foreground",
     "pearson",
     "psnr",
     "rescale_to_target",
+    "run_evaluation",
     "segment_nuclei",
     "ssim",
     "target_data_range",

@@ -42,6 +42,13 @@ def _fractions(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"--sweep-fractions: expected numbers like 0.05,0.1, got {text!r}") from err
 
 
+def _labels(text: str) -> tuple[str, ...]:
+    labels = tuple(item.strip() for item in text.split(","))
+    if any(not label for label in labels):
+        raise argparse.ArgumentTypeError(f"--training-seeds: empty label in {text!r}")
+    return labels
+
+
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``evaluate`` on any parser (the subcommand or the standalone one)."""
     io = p.add_argument_group("inputs and output")
@@ -59,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     units = p.add_argument_group("units (docs/evaluation.md: the defaults fit predictions of `spotlight predict`)")
     units.add_argument("--target-norm", choices=("otsu", "none"), default="otsu",
                        help="targets Otsu-standardized as in training (default), or used as given")
+    units.add_argument("--prediction-units", choices=("auto", "target", "standardized", "zscored"), default="auto",
+                       help="predictions in the targets' own units, in the Otsu-standardized ones of `spotlight "
+                            "predict`, in z-scored ones (a model trained with target_norm zscore), or auto (default): "
+                            "target or standardized, whichever fits the targets plainly better, else an error")
     units.add_argument("--smooth-threshold", action="store_true",
                        help="targets' Otsu T from their median(5)+Gaussian(5) copy (if the model was trained so)")
     units.add_argument("--rescale", choices=("none", "range", "minmax", "affine"), default="none",
@@ -102,6 +113,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     rest.add_argument("--no-morphology", dest="morphology", action="store_false", help="skip nucleus features")
     rest.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
     rest.add_argument("--psnr-tolerance", type=float, default=1.0, help="'about equal' foreground PSNR, in dB")
+    rest.add_argument("--training-seeds", type=_labels, default=None, metavar="S1,S2,...",
+                      help="per target volume, the training run (seed) whose models predicted it; several seeds are "
+                           "resampled by the bootstrap too")
+    rest.add_argument("--bootstrap-resamples", type=int, default=9999,
+                      help="resamples of the differences' intervals (default %(default)s)")
+    rest.add_argument("--confidence", type=float, default=0.95, help="the intervals' confidence level")
+    rest.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the intervals' draws (reproducible)")
     rest.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     return p
 
@@ -143,6 +161,7 @@ def options_from_args(args: argparse.Namespace) -> dict:
 
     options = {
         "target_norm": args.target_norm,
+        "prediction_units": args.prediction_units,
         "smooth_threshold": args.smooth_threshold,
         "rescale": args.rescale,
         "target_range": tuple(args.target_range) if args.target_range else None,
@@ -171,6 +190,10 @@ def options_from_args(args: argparse.Namespace) -> dict:
         "morphology": args.morphology,
         "plots": args.plots,
         "psnr_tolerance_db": args.psnr_tolerance,
+        "training_seeds": args.training_seeds,
+        "bootstrap_resamples": args.bootstrap_resamples,
+        "confidence_level": args.confidence,
+        "bootstrap_seed": args.bootstrap_seed,
         "progress": args.progress,
     }
     return options
@@ -181,20 +204,18 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .evaluate import evaluate_models
-    from .pattern import check_pattern
+    from .evaluate import run_evaluation
 
     try:
         inputs = _load(args)
         options = options_from_args(args)
-        rows = evaluate_models(inputs.predictions, inputs.targets, inputs.masks, args.out,
-                               volume_names=inputs.names, **options)
+        evaluation = run_evaluation(inputs.predictions, inputs.targets, inputs.masks, args.out,
+                                    volume_names=inputs.names, **options)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"spotlight evaluate: error: {err}", file=sys.stderr)
         return 2
-    pattern = check_pattern(rows, args.psnr_tolerance)
-    print(f"wrote {args.out / 'report.md'}, {args.out / 'metrics.csv'} ({len(rows)} rows)")
-    for line in pattern.lines:
+    print(f"wrote {args.out / 'report.md'}, {args.out / 'metrics.csv'} ({len(evaluation.rows)} rows)")
+    for line in evaluation.pattern.lines:
         print(line)
     return 0
 

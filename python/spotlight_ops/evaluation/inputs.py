@@ -139,7 +139,7 @@ def from_csv(csv_path: str | Path) -> EvaluationInputs:
     if not csv_path.is_file():
         raise FileNotFoundError(f"--csv: no such file: {csv_path}")
     base = csv_path.resolve().parent
-    with open(csv_path, newline="") as handle:
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # "CSV UTF-8" files start with a BOM
         reader = csv.DictReader(handle)
         header = [h.strip() for h in reader.fieldnames or []]
         lines = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]

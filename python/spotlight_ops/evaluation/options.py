@@ -11,6 +11,7 @@ from ._validation import positive
 from .frc import FRC_THRESHOLDS
 from .matching import IOU_THRESHOLDS
 from .pixel_metrics import ssim_window
+from .prediction_units import check_prediction_units
 from .rescaling import check_range, check_rescale, check_target_norm
 from .segmentation import WatershedParams
 from .sweep import DEFAULT_FRACTIONS, check_fractions
@@ -22,6 +23,7 @@ class EvaluationOptions:
 
     target_norm: str = "otsu"  # target units: Otsu-standardized as in training (rescaling.py), or "none"
     smooth_threshold: bool = False  # Otsu T of the targets from their smoothed copy (as training can)
+    prediction_units: str = "auto"  # "target", "standardized", "zscored", or read (prediction_units.py)
     rescale: str = "none"  # how predictions reach the target's scale (rescaling.py)
     target_range: tuple[float, float] | None = None  # rescale="range": the combined training targets' range
     training_run: str | Path | None = None  # rescale="range": read target_range from this training run
@@ -42,12 +44,17 @@ class EvaluationOptions:
     morphology: bool = True
     volume_names: tuple[str, ...] | None = None
     psnr_tolerance_db: float = 1.0  # "about equal" foreground PSNR in the pattern check
+    training_seeds: tuple | None = None  # per volume: the training run (seed) whose models predicted it (bootstrap.py)
+    bootstrap_resamples: int = 9999  # resamples of the intervals of model-versus-model differences
+    confidence_level: float = 0.95
+    bootstrap_seed: int = 0  # the intervals' random draws: a report is reproducible
     histogram_bins: int = 100
     progress: bool = True
     plots: bool = True
 
     def __post_init__(self) -> None:
         check_target_norm(self.target_norm)
+        check_prediction_units(self.prediction_units)
         check_rescale(self.rescale)
         if self.target_range is not None:
             object.__setattr__(self, "target_range", check_range(self.target_range))
@@ -84,6 +91,16 @@ class EvaluationOptions:
             raise ValueError(f"histogram_bins must be at least 2, got {self.histogram_bins}")
         if self.volume_names is not None:
             object.__setattr__(self, "volume_names", tuple(str(n) for n in self.volume_names))
+        if self.training_seeds is not None:
+            object.__setattr__(self, "training_seeds", tuple(self.training_seeds))
+        if isinstance(self.bootstrap_resamples, bool) or not isinstance(self.bootstrap_resamples, (int, np.integer)) \
+                or self.bootstrap_resamples < 100:
+            raise ValueError(f"bootstrap_resamples must be an integer >= 100, got {self.bootstrap_resamples!r}")
+        if not 0.5 <= float(self.confidence_level) < 1:
+            raise ValueError(f"confidence_level must be in [0.5, 1), got {self.confidence_level}")
+        if isinstance(self.bootstrap_seed, bool) or not isinstance(self.bootstrap_seed, (int, np.integer)) \
+                or self.bootstrap_seed < 0:
+            raise ValueError(f"bootstrap_seed must be a non-negative integer, got {self.bootstrap_seed!r}")
 
     @classmethod
     def from_kwargs(cls, options: dict) -> EvaluationOptions:
@@ -95,7 +112,9 @@ class EvaluationOptions:
         return cls(**options)
 
     def with_names(self, count: int) -> EvaluationOptions:
-        """Fills in default volume names (``volume_0`` ...) and checks a given list's length."""
+        """Fills in default volume names (``volume_0`` ...) and checks the per-volume lists' lengths."""
+        if self.training_seeds is not None and len(self.training_seeds) != count:
+            raise ValueError(f"training_seeds has {len(self.training_seeds)} labels for {count} volumes")
         if self.volume_names is None:
             return replace(self, volume_names=tuple(f"volume_{i}" for i in range(count)))
         if len(self.volume_names) != count:

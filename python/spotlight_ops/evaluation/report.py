@@ -1,4 +1,8 @@
-"""The written outputs of an evaluation: ``metrics.csv``, the PNGs and ``report.md``."""
+"""The written outputs of an evaluation: ``metrics.csv``, ``differences.csv``, the PNGs and ``report.md``.
+
+:func:`summary_table`, :func:`pattern_lines` and :func:`differences_table` are the report's
+Markdown parts; ``spotlight demo`` puts the same parts into its own report.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .options import EvaluationOptions, describe
-from .pattern import check_pattern, main_rows, model_mean
+from .pattern import PatternCheck, main_rows, model_mean
 from .plots import plot_ap_curves, plot_histograms, plot_metrics, plot_sweep
 
 TABLE_METRICS = (
@@ -51,7 +55,8 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _summary_table(rows: list[dict]) -> list[str]:
+def summary_table(rows: list[dict]) -> list[str]:
+    """Markdown table: each model's (and the target's) means over volumes of the headline metrics."""
     chosen = main_rows(rows) + [r for r in rows if r["model"] == "target"]
     models = list(dict.fromkeys(r["model"] for r in chosen))
     lines = ["| model | " + " | ".join(label for _, label in TABLE_METRICS) + " |"]
@@ -62,6 +67,41 @@ def _summary_table(rows: list[dict]) -> list[str]:
         ]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return lines
+
+
+def write_differences(differences: list, path: Path) -> Path:
+    """Every model-versus-model difference with its interval, one row each."""
+    columns = ["model", "baseline", "metric", "difference", "low", "high", "confidence"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for difference in differences:
+            row = difference.as_row()
+            writer.writerow([_cell(row[key]) for key in columns])
+    return path
+
+
+METRIC_LABELS = {"psnr": ("PSNR", 2, " dB"), "psnr_fg": ("foreground PSNR", 2, " dB"), "mean_ap": ("mean AP", 3, "")}
+
+
+def differences_table(differences: list) -> list[str]:
+    """Markdown table of the differences (model minus baseline) with their intervals."""
+    if not differences:
+        return ["One model: no differences to judge."]
+    confidence = f"{100 * differences[0].confidence:g}%"
+    lines = [f"| model | minus | metric | difference | {confidence} interval | interval contains 0 |",
+             "|---|---|---|---:|---|---|"]
+    for d in differences:
+        label, digits, unit = METRIC_LABELS[d.metric]
+        interval = "n/a" if math.isnan(d.low) else f"{d.low:+.{digits}f} to {d.high:+.{digits}f}{unit}"
+        lines.append(f"| {d.model} | {d.baseline} | {label} | {d.estimate:+.{digits}f}{unit} | {interval} | "
+                     f"{'yes' if d.contains_zero else 'no'} |")
+    return lines
+
+
+def pattern_lines(pattern: PatternCheck) -> list[str]:
+    """The verdict as Markdown: its first line, then each part (and the intervals' note) as a bullet."""
+    return [pattern.lines[0], "", *[f"- {line}" for line in pattern.lines[1:]]]
 
 
 def _sweep_table(rows: list[dict]) -> list[str]:
@@ -82,7 +122,7 @@ def _sweep_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _protocol_lines(rows: list[dict], opts: EvaluationOptions, tuning, has_masks: bool) -> list[str]:
+def _protocol_lines(rows: list[dict], opts: EvaluationOptions, tuning, has_masks: bool, units_of: dict) -> list[str]:
     """What was done to the data before scoring, and the targets' own segmentation scores."""
     units = {"otsu": "Otsu-standardized, `(Y - T) / std(Y)` (the units of training and `spotlight predict`)",
              "none": "as given"}[opts.target_norm]
@@ -90,7 +130,11 @@ def _protocol_lines(rows: list[dict], opts: EvaluationOptions, tuning, has_masks
                + (f"[{opts.target_range[0]:.6g}, {opts.target_range[1]:.6g}]" if opts.target_range else "(see Notes)"),
                "minmax": "min-max mapped to each target's range", "affine": "least-squares affine fit to each target"}
     params = opts.segmentation
-    lines = [f"- Targets: {units}.", f"- Predictions: {rescale[opts.rescale]} (`rescale={opts.rescale!r}`)."]
+    described = "; ".join(choice.describe(model) for model, choice in (units_of or {}).items())
+    lines = [f"- Targets: {units}.",
+             "- Prediction units (`prediction_units`, docs/evaluation.md), each mapped into the targets' units by the "
+             f"target's own map: {described}.",
+             f"- Predictions: {rescale[opts.rescale]} (`rescale={opts.rescale!r}`)."]
     if tuning is not None:
         lines.append(
             "- Segmentation tuned on the targets against the masks (docs/evaluation.md, search grid in "
@@ -107,7 +151,8 @@ def _protocol_lines(rows: list[dict], opts: EvaluationOptions, tuning, has_masks
                  "apply to the ground-truth nuclei and to every segmentation alike.")
     target_rows = [r for r in rows if r["model"] == "target" and "mean_ap" in r]
     if target_rows:
-        lines += ["", "The targets' own segmentation against the masks (the ceiling of every model):", "",
+        lines += ["", "The targets' own segmentation against the masks (the recipe on the real data; a smooth prediction can "
+                  "score higher than a noisy target):", "",
                   "| volume | nuclei (masks) | nuclei found | AP@0.5 | AP@0.75 | mean AP |", "|---|---|---|---|---|---|"]
         for r in target_rows:
             lines.append(f"| {r['volume_name']} | {r.get('n_reference', '')} | {r['n_nuclei']} | "
@@ -124,10 +169,17 @@ def write_report(
     histograms: tuple[np.ndarray, dict],
     notes: list[str],
     has_masks: bool,
+    pattern: PatternCheck,
+    differences: list,
+    units: dict,
     tuning=None,
     slices: list | None = None,
 ) -> Path:
-    """Writes the PNGs (when ``opts.plots``) and ``report.md`` linking them; returns its path."""
+    """Writes the PNGs (when ``opts.plots``) and ``report.md`` linking them; returns its path.
+
+    ``pattern``: the verdict; ``differences``: the model-versus-model differences with their
+    intervals; ``units``: each model's :class:`.prediction_units.UnitsChoice`.
+    """
     out_dir = Path(out_dir)
     figures = []
     if opts.plots:
@@ -146,7 +198,6 @@ def write_report(
         for name, path in slices or []:
             figures.append((f"Slices of {name}: every prediction against its target", path))
 
-    pattern = check_pattern(rows, opts.psnr_tolerance_db)
     volumes = sorted({r["volume_name"] for r in rows})
     models = list(dict.fromkeys(r["model"] for r in main_rows(rows)))
     reference = "the given instance masks"
@@ -162,15 +213,19 @@ def write_report(
         "",
         "## The paper's pattern",
         "",
-        *[f"- {line}" if n else line for n, line in enumerate(pattern.lines)],
+        *pattern_lines(pattern),
         "",
         "## Protocol",
         "",
-        *_protocol_lines(rows, opts, tuning, has_masks),
+        *_protocol_lines(rows, opts, tuning, has_masks, units),
         "",
         "## Summary (mean over volumes, unthresholded predictions)",
         "",
-        *_summary_table(rows),
+        *summary_table(rows),
+        "",
+        "## Differences between models (means over volumes; [differences.csv](differences.csv))",
+        "",
+        *differences_table(differences),
         "",
         "## Threshold sweep (predictions cut at a fraction of the target's range)",
         "",

@@ -5,18 +5,21 @@ Two steps, both options of the evaluation:
 **Target units** (``target_norm``):
 
 - ``"otsu"`` (default): each target is Otsu-standardized, :math:`(Y - T) / \mathrm{std}(Y)`
-  (SPEC 6), by the data pipeline's own preprocessing
-  (``spotlight_ops.data.preprocess.otsu_standardize_volume``; ``smooth_threshold`` takes T
-  from the smoothed copy, as training can). These are the units in which ``spotlight
-  train`` learns and ``spotlight predict`` writes its predictions, so predictions from this
-  package and raw targets become comparable without any rescaling of the predictions.
-  (An already standardized target is unchanged, up to rounding.)
+  (SPEC 6), with the data pipeline's T (``otsu_threshold_volume``; ``smooth_threshold`` takes
+  it from the smoothed copy, as training can) and std (``moments``, ddof 0): the numbers its
+  lazy loader standardizes with, which agree with the eager ``otsu_standardize`` op within
+  2e-6. These are the units in which ``spotlight train`` learns and ``spotlight predict``
+  writes its predictions. (An already standardized target is unchanged, up to rounding.)
 - ``"none"``: targets are used as given (camera counts, say).
+
+Before any rescaling, each model's predictions are put into the targets' evaluation units
+by the same map as the targets (:mod:`.prediction_units`): predictions in the targets' own
+units are Otsu-standardized with the target's T and std, standardized predictions are taken
+as they are (or mapped back, under ``target_norm="none"``).
 
 **Prediction rescaling** (``rescale``), onto the target scale:
 
-- ``"none"`` (default): ``P`` is used as given (it is in the targets' units already, as
-  with ``target_norm="otsu"`` and this package's predictions).
+- ``"none"`` (default): ``P`` is used as it comes out of that unit map.
 - ``"range"`` (the paper's appendix A.3): every prediction is min-max mapped to the
   range ``[lo, hi]`` of the *combined training targets*,
   :math:`P' = lo + (P - \min P)\,(hi - lo) / (\max P - \min P)`; ``[lo, hi]`` is given
@@ -37,6 +40,8 @@ target mean (``"affine"``). The data range used by PSNR and SSIM is always the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._validation import as_image, same_shape
@@ -52,15 +57,37 @@ def check_target_norm(target_norm: str) -> str:
     return target_norm
 
 
+@dataclass(frozen=True)
+class Standardization:
+    """The Otsu standardization of one target, ``x -> (x - T) / s`` (float64)."""
+
+    threshold: float  # T, the target's Otsu threshold
+    std: float  # s, the target's std (ddof 0; 1 for a constant target)
+    mean: float = 0.0  # the target's mean: the offset of z-scored units, (x - mean) / s
+
+    def apply(self, volume: np.ndarray) -> np.ndarray:
+        return (np.asarray(volume, dtype=np.float64) - self.threshold) / self.std
+
+    def invert(self, volume: np.ndarray) -> np.ndarray:
+        return np.asarray(volume, dtype=np.float64) * self.std + self.threshold
+
+
+def otsu_standardization(target: np.ndarray, smooth_threshold: bool = False) -> Standardization:
+    """The data pipeline's T and std of ``target`` (``otsu_threshold_volume``, ``moments``)."""
+    from ..data.preprocess import moments, otsu_threshold_volume
+
+    target = as_image("target", target)
+    mean, std = moments(target)
+    return Standardization(otsu_threshold_volume(target, smooth=bool(smooth_threshold)), std if std > 0 else 1.0, mean)
+
+
 def normalize_target(target: np.ndarray, target_norm: str = "otsu", smooth_threshold: bool = False) -> np.ndarray:
-    """The target in the evaluation's units (float64): Otsu-standardized by the data pipeline, or as given."""
+    """The target in the evaluation's units (float64): Otsu-standardized as the data pipeline does, or as given."""
     check_target_norm(target_norm)
     target = as_image("target", target)
     if target_norm == "none":
         return target
-    from ..data.preprocess import otsu_standardize_volume
-
-    return otsu_standardize_volume(target, smooth=bool(smooth_threshold)).astype(np.float64)
+    return otsu_standardization(target, smooth_threshold).apply(target)
 
 
 def check_range(value) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from .frc import frc_resolution, ring_count
 from .matching import average_precision
 from .microssim import micro_ssim, micro_ssim_slices
 from .morphology import matched_cosine_distances, nucleus_features
+from .nucleus_units import UnitSums, nucleus_cells, unit_sums
 from .options import EvaluationOptions
 from .pixel_metrics import pearson, psnr, ssim, ssim_window
 from .rescaling import target_data_range
@@ -33,6 +34,7 @@ class Reference:
     instances: np.ndarray | None  # ground-truth nuclei (masks, else the target's segmentation)
     source: str  # "masks" or "target_segmentation"
     features: dict | None  # morphology of the reference nuclei
+    cells: tuple  # (cell of every voxel, cell of each nucleus, cell count): the bootstrap's units
 
 
 def build_reference(
@@ -52,7 +54,8 @@ def build_reference(
     else:
         instances, source = target_labels, "target_segmentation"
     features = nucleus_features(instances, target, opts.segmentation.spacing) if opts.morphology else None
-    return Reference(target, foreground, otsu, data_range, instances, source, features), target_labels
+    cells = nucleus_cells(instances, opts.segmentation.spacing)
+    return Reference(target, foreground, otsu, data_range, instances, source, features, cells), target_labels
 
 
 def pixel_row(reference: Reference, prediction: np.ndarray, opts: EvaluationOptions) -> dict:
@@ -88,10 +91,10 @@ def frc_row(image: np.ndarray, opts: EvaluationOptions) -> dict:
 
 def segmentation_row(
     reference: Reference, labels: np.ndarray, image: np.ndarray, opts: EvaluationOptions, prefix: str = ""
-) -> tuple[dict, list[float]]:
+) -> tuple[dict, dict]:
     """AP/precision/recall/F1 per IoU threshold against the reference, and morphology distances.
 
-    Returns the row and the AP curve (one AP per IoU threshold).
+    Returns the row and :func:`.matching.average_precision`'s result (its ``"ap"``: the AP curve).
     """
     ap = average_precision(reference.instances, labels, opts.iou_thresholds)
     def count(image: np.ndarray) -> int:
@@ -111,25 +114,33 @@ def segmentation_row(
         row[f"{prefix}n_matched"] = int(first.tp)
         row[f"{prefix}morph_cosine_mean"] = float(finite.mean()) if finite.size else float("nan")
         row[f"{prefix}morph_cosine_median"] = float(np.median(finite)) if finite.size else float("nan")
-    return row, ap["ap"]
+    return row, ap
 
 
 def prediction_row(
-    reference: Reference, prediction: np.ndarray, opts: EvaluationOptions, with_frc: bool, with_cellpose: bool
-) -> tuple[dict, dict]:
-    """All numbers of one prediction (on the target's scale) and its AP curves by method."""
+    reference: Reference, prediction: np.ndarray, opts: EvaluationOptions, with_frc: bool, with_cellpose: bool,
+    with_units: bool = False,
+) -> tuple[dict, dict, UnitSums | None]:
+    """All numbers of one prediction (on the target's scale), its AP curves by method and, with
+    ``with_units``, its per-nucleus sums for the bootstrap (:mod:`.nucleus_units`)."""
     row = pixel_row(reference, prediction, opts)
     if with_frc:
         row.update(frc_row(prediction, opts))
     curves = {}
     labels = segment_nuclei(prediction, opts.segmentation)
-    seg, curves["watershed"] = segmentation_row(reference, labels, prediction, opts)
+    seg, ap = segmentation_row(reference, labels, prediction, opts)
+    curves["watershed"] = ap["ap"]
     row.update(seg)
+    units = None
+    if with_units:
+        cells, cell_of_nucleus, count = reference.cells
+        units = unit_sums(cells, cell_of_nucleus, count, reference.target, prediction, reference.foreground,
+                          reference.data_range, labels, ap["matches"])
     if with_cellpose:
         labels = segment_cellpose(
             prediction, opts.cellpose_model, opts.cellpose_diameter, opts.cellpose_anisotropy, opts.cellpose_gpu
         )
-        seg, curves["cellpose"] = segmentation_row(reference, labels, prediction, opts, prefix="cellpose_")
+        seg, ap = segmentation_row(reference, labels, prediction, opts, prefix="cellpose_")
+        curves["cellpose"] = ap["ap"]
         row.update(seg)
-    return row, curves
-
+    return row, curves, units
