@@ -13,18 +13,13 @@ import yaml
 
 from spotlight_ops.compat.viscy import SpotlightLoss
 
-from test_presets import BATCHES, check_same, real_batches, viscy_file
+from test_presets import BATCHES, check_same, real_batches, viscy_loss_class  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module")
-def viscy():
-    path = viscy_file()
-    if path is None:
-        pytest.skip("VisCy's spotlight.py not found (scripts/setup.sh fetches it; or set SPOTLIGHT_VISCY_LOSS)")
-    spec = importlib.util.spec_from_file_location("viscy_spotlight_for_compat", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SpotlightLoss
+def viscy(viscy_loss_class):
+    """VisCy's class, loaded from its file by test_presets' fixture (skips without the file)."""
+    return viscy_loss_class
 
 
 def test_signatures_are_viscys(viscy):
