@@ -9,7 +9,7 @@ fresh processes and reads each one's peak resident set size (``getrusage(RUSAGE_
 * ``buffer_double``: the same on a manifest of twice as many pairs (the data doubles, the buffer stays);
 * ``in memory``: ``buffer_size 0`` (every volume held), for comparison (``--skip-in-memory`` to skip);
 * an exact-resume check: a run stopped halfway and resumed must log the same losses;
-* a prediction of one OME-Zarr volume with ``--tta``.
+* a prediction of one OME-Zarr volume with ``--tta yx``.
 
 Example (18 minutes on a 2-core machine with a load average of 10-13)::
 
@@ -99,7 +99,7 @@ def main() -> int:
     print(f"datasets written in {time.monotonic() - t0:.0f} s", flush=True)
     cli = [sys.executable, "-m", "spotlight_ops.cli", "train"]
     common = ["--depth", "2", "--base-channels", "8", "--patch-size", "16", "64", "64", "--batch-size", "4",
-              "--num-threads", "1", "--device", "cpu", "--progress", "false", "--tensorboard", "false",
+              "--num-threads", "1", "--device", "cpu", "--no-progress", "--tensorboard", "false",
               "--checkpoint-every", "10", "--val-fraction", "0.1", "--val-every", "10", "--val-patches", "8",
               "--augment", "zyx"]
     lazy = ["--buffer-size", str(args.buffer_size), "--buffer-switch-every", "5"]
@@ -141,7 +141,7 @@ def main() -> int:
 
     zarr_input = next(r.signal for r in read_manifest(csv) if r.signal.suffix == ".zarr")
     predict = [sys.executable, "-m", "spotlight_ops.cli", "predict", "--model", str(args.out / "run_buffer"),
-               str(zarr_input), "--out", str(args.out / "predictions"), "--tta", "--batch-tiles", "2",
+               str(zarr_input), "--out", str(args.out / "predictions"), "--tta", "yx", "--batch-tiles", "2",
                "--tile", "32", "128", "128", "--device", "cpu", "--no-progress"]
     peak, wall = run(predict, args.out / "predict.log")
     results["predict_tta"] = {"peak_rss_mib": peak, "wall_s": wall,

@@ -1,4 +1,4 @@
-"""The ``spotlight`` command: ``train``, ``predict``, ``demo`` and ``evaluate``.
+"""The ``spotlight`` command: ``train``, ``predict``, ``evaluate``, ``export`` and ``demo``.
 
 A top-level package of its own, importing neither torch nor ``spotlight_ops`` (whose import loads
 torch and the op library: seconds): ``spotlight --help`` lists the commands without them. Only the
@@ -10,15 +10,21 @@ shows the traceback instead. Exit codes: 0 done, 1 a failure of the run itself (
 intact checkpoint, an unexpected error), 2 a problem with the arguments, the files or the machine
 (bad config, missing data, disk full, read-only folder, no GPU, a run folder in use), 128 + N
 stopped by signal N after saving a checkpoint (143 for SIGTERM, 129 for SIGHUP).
+
+Every parser is a :class:`~spotlight_cli.parser.SpotlightParser`: no abbreviated flags, a suggestion
+for a mistyped flag, command or choice, and one-line argument errors.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from typing import Optional, Sequence
+
+from .parser import SpotlightParser
+
+__version__ = "0.1.0"  # the same as pyproject.toml's and spotlight_ops.__version__ (a test checks)
 
 # name: (module with add_parser, one-line help shown by `spotlight --help`)
 COMMANDS = {
@@ -27,6 +33,7 @@ COMMANDS = {
     "demo": ("spotlight_ops.demo", "synthetic data -> MSE and Spotlight models -> predictions -> report"),
     "evaluate": ("spotlight_ops.evaluation.cli", "evaluate predicted volumes against targets"),
     "preprocess": ("spotlight_ops.data.preprocess_command", "store Otsu thresholds and foreground masks"),
+    "export": ("spotlight_ops.export.cli", "export a trained model to TorchScript, ONNX or a bioimage.io package"),
 }
 
 
@@ -38,14 +45,15 @@ def _add_command(subparsers, name: str, stub: bool) -> None:
     importlib.import_module(module_name).add_parser(subparsers)
 
 
-def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> SpotlightParser:
     """The full parser, or (``only``) one with just that command's real options and stubs for the rest."""
-    parser = argparse.ArgumentParser(
+    parser = SpotlightParser(
         prog="spotlight", description="Spotlight: foreground-aware virtual staining.",
         epilog="Errors are one line; --debug or SPOTLIGHT_DEBUG=1 shows the traceback. Exit codes: 0 done, "
                "1 run failed, 2 bad arguments/files/machine, 128+N stopped by signal N (checkpoint saved).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"spotlight {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SpotlightParser)
     for name in COMMANDS:
         _add_command(subparsers, name, stub=only is not None and name != only)
     return parser
@@ -68,10 +76,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     os.environ.setdefault("MPLBACKEND", "Agg")  # headless: reports are files (no matplotlib import here)
     command = _command_in(argv)
-    if command == "train":
-        from spotlight_ops.training.cli import legacy_switches
-
-        argv = legacy_switches(argv)
     parser = build_parser(only=command or "")
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

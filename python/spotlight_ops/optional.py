@@ -5,7 +5,9 @@ The optional parts and what they need (every other part needs only the package's
 
 * TensorBoard logging (``training/log.py``): ``tensorboard`` (``torch.utils.tensorboard``);
 * OME-Zarr input and output (``data/zarr_io.py``): ``zarr`` and ``ome-zarr`` (extra ``[zarr]``);
-* Cellpose segmentation in the evaluation (``evaluation/cellpose_backend.py``): ``cellpose``.
+* Cellpose segmentation in the evaluation (``evaluation/cellpose_backend.py``): ``cellpose``;
+* ``spotlight export`` (``export/``): ``onnx``, ``onnxruntime``, ``onnxscript`` (ONNX) and
+  ``bioimageio.core`` (bioimage.io packages) (extra ``[export]``, :data:`EXPORT_INSTALL`).
 
 :func:`optional_import` tells "not installed" from "broken": only a ``ModuleNotFoundError`` for the
 module itself (or one of the named packages it needs) means not installed; any other ``ImportError``,
@@ -17,6 +19,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 from typing import Optional, Sequence
+
+
+EXPORT_INSTALL = "pip install 'spotlight-ops[export]' (or pip install onnx onnxruntime onnxscript bioimageio.core)"
 
 
 class MissingDependency(ImportError):

@@ -15,10 +15,15 @@ small weight. With one tile covering the volume the result is the untiled predic
 Tiles go through the network ``batch_tiles`` at a time (one forward pass each), which changes
 nothing but the speed: in eval mode every sample of a batch is computed on its own.
 
-Test-time augmentation (``tta``): each tile is also predicted flipped, along y and x (``"yx"``: 4
-variants) or z, y and x (``"zyx"``: 8), each prediction flipped back, and the tile's prediction is
-their mean, ``P_t = (1 / |F|) sum_{f in F} f(net(f(x_t)))`` (every f is its own inverse); the
-flipped copies of a tile share its forward pass.
+Test-time augmentation (``tta``, :mod:`spotlight_ops.tta`): each tile is also predicted under
+every symmetry ``g`` of the YX square (``"yx"``: 8, quarter turns and reflections) or those with z
+flips too (``"zyx"``: 16), each prediction mapped back, and the tile's prediction is their mean,
+``P_t = (1 / |G|) sum_{g in G} g^{-1}(net(g(x_t)))``; the transformed copies of the tiles of a batch
+share one forward pass (two when Y != X: the odd quarter turns give ``(Z, X, Y)`` tiles).
+
+Any ``nn.Module`` mapping ``[N, 1, Z, Y, X]`` to ``[N, 1, Z, Y, X]`` predicts (a TorchScript module
+too); tiles are rounded to its ``size_multiple`` (every spatial size of its input must be a multiple
+of it), which F-net states itself and other modules are given.
 
 ``spotlight predict`` writes ``<name>_prediction`` per input, float32, in the target's
 standardized intensity space, with the input's voxel size and unit, in the input's kind: an
@@ -32,33 +37,21 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import scipy.ndimage as ndi
 import torch
+from torch import nn
 
 from .data import DataError, PreprocessConfig, prepare_signal, read_manifest, read_metadata, read_volume, write_volume
 from .data.io import is_ome_tiff
 from .data.zarr_io import is_zarr
-from .models import FNet
+from . import tta as T
 
 DEFAULT_TILE = (64, 128, 128)
 DEFAULT_OVERLAP = (16, 32, 32)
-TTA_MODES = ("yx", "zyx")
-
-
-def tta_flips(tta) -> list[tuple]:
-    """The flips (tuples of spatial axes 0=z, 1=y, 2=x) averaged by test-time augmentation ``tta``."""
-    if tta in (None, False, "none"):
-        return [()]
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta must be None, 'yx' or 'zyx', got {tta!r}")
-    axes = (1, 2) if tta == "yx" else (0, 1, 2)
-    flips = [()]
-    for axis in axes:  # every subset of the axes, identity first
-        flips += [f + (axis,) for f in flips]
-    return [tuple(sorted(f)) for f in flips]
+TTA_MODES = ("none", *T.MODES)
 
 
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> tuple:
@@ -100,25 +93,45 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def size_multiple_of(model: nn.Module, size_multiple: Optional[int] = None) -> int:
+    """``size_multiple`` checked, or the model's own ``size_multiple`` (F-net's ``2**depth``)."""
+    if size_multiple is None:
+        size_multiple = getattr(model, "size_multiple", None)
+        if size_multiple is None:
+            raise ValueError(f"size_multiple: cannot infer it for a {type(model).__name__} (it has no size_multiple "
+                             f"attribute); pass size_multiple=, the number every spatial size of the model's input "
+                             f"must be a multiple of (2**depth for a U-Net with depth downsamplings, 1 for none)")
+    if isinstance(size_multiple, bool) or int(size_multiple) != size_multiple or size_multiple < 1:
+        raise ValueError(f"size_multiple must be a positive integer, got {size_multiple!r}")
+    return int(size_multiple)
+
+
 def _round_tile(tile: Sequence[int], shape: Sequence[int], multiple: int) -> tuple:
     """Tile sizes: multiples of ``multiple``, no larger than needed to hold the volume."""
     out = []
     for t, s in zip(tile, shape):
         if t < multiple:
-            raise ValueError(f"tile size {tuple(tile)} must be at least {multiple} (2**depth) per axis")
+            raise ValueError(f"tile size {tuple(tile)} must be at least {multiple} (the model's size multiple) per axis")
         needed = math.ceil(s / multiple) * multiple
         out.append(min((t // multiple) * multiple, needed))
     return tuple(out)
 
 
 @torch.inference_mode()
-def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = DEFAULT_TILE,
+def predict_volume(model: nn.Module, signal: np.ndarray, tile_size: Sequence[int] = DEFAULT_TILE,
                    overlap: Sequence[int] = DEFAULT_OVERLAP, device: Union[str, torch.device, None] = None,
-                   amp: bool = False, progress: bool = False, tta=None, batch_tiles: int = 1) -> np.ndarray:
+                   amp: bool = False, progress: bool = False, tta: Optional[str] = None, batch_tiles: int = 1,
+                   size_multiple: Optional[int] = None) -> np.ndarray:
     """Prediction ``(Z, Y, X)`` float32 for a preprocessed ``signal`` of any size (see the module docstring).
 
-    ``tta``: None, ``"yx"`` or ``"zyx"`` (flip test-time augmentation); ``batch_tiles``: tiles per
-    forward pass (each with its flips).
+    Args:
+        model: any module mapping ``[N, 1, Z, Y, X]`` to ``[N, 1, Z, Y, X]``, in eval mode.
+        tta: None or ``"none"``, ``"yx"`` (the 8 symmetries of the YX square) or ``"zyx"`` (16, with
+            z flips): :mod:`spotlight_ops.tta`.
+        batch_tiles: tiles per forward pass (each with its TTA copies).
+        size_multiple: every spatial size of the model's input must be a multiple of it; default the
+            model's ``size_multiple`` (F-net: ``2**depth``), a ValueError for a model without one.
+        device: where the model runs; default the device of its first parameter (CPU without any).
     """
     signal = np.asarray(signal, np.float32)
     if signal.ndim != 3:
@@ -129,9 +142,13 @@ def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = D
         raise ValueError(f"overlap must be >= 0, got {tuple(overlap)}")
     if isinstance(batch_tiles, bool) or int(batch_tiles) != batch_tiles or batch_tiles < 1:
         raise ValueError(f"batch_tiles must be a positive integer, got {batch_tiles!r}")
-    flips = tta_flips(tta)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    tile = _round_tile(tile_size, signal.shape, model.size_multiple)
+    group = T.symmetries(tta)
+    multiple = size_multiple_of(model, size_multiple)
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    tile = _round_tile(tile_size, signal.shape, multiple)
     if any(o >= t for o, t in zip(overlap, tile)):
         overlap = tuple(min(o, t // 2) for o, t in zip(overlap, tile))
     shape = signal.shape
@@ -147,33 +164,44 @@ def predict_volume(model: FNet, signal: np.ndarray, tile_size: Sequence[int] = D
 
     bar = tqdm(total=len(corners), desc="tiles", unit="tile", disable=not progress, leave=False)
     for first in range(0, len(corners), int(batch_tiles)):
-        group = corners[first:first + int(batch_tiles)]
-        boxes = [tuple(slice(c, c + t) for c, t in zip(corner, tile)) for corner in group]
+        chunk = corners[first:first + int(batch_tiles)]
+        boxes = [tuple(slice(c, c + t) for c, t in zip(corner, tile)) for corner in chunk]
         x = torch.from_numpy(np.stack([padded[box] for box in boxes]))[:, None].to(device)
-        # tile-major: the flips of tile i are rows i * len(flips) ... of the batch
-        batch = torch.cat([x.flip([a + 2 for a in f]) if f else x for f in flips], dim=0)
-        with torch.autocast("cuda", enabled=use_amp):
-            y = model(batch)
-        y = y.float()
-        n = len(group)
-        mean = y[:n].clone()
-        for i, f in enumerate(flips[1:], start=1):
-            mean += y[i * n:(i + 1) * n].flip([a + 2 for a in f])
-        if len(flips) > 1:
-            mean /= len(flips)
+        mean = _symmetric_mean(model, x, group, use_amp)
         predictions = mean[:, 0].cpu().numpy()
-        for corner, box, prediction in zip(group, boxes, predictions):
+        for corner, box, prediction in zip(chunk, boxes, predictions):
             window = np.einsum("i,j,k->ijk", *[blend_window(t, o, c > 0, c + t < p) for c, t, o, p
                                                in zip(corner, tile, overlap, padded_shape)]).astype(np.float32)
             total[box] += window * prediction
             weight[box] += window
-        bar.update(n)
+        bar.update(len(chunk))
     bar.close()
     result = total / weight
     return np.ascontiguousarray(result[tuple(slice(0, s) for s in shape)])
 
 
-def predict_file(model: FNet, preprocess: PreprocessConfig, signal_path: Union[str, Path],
+def _symmetric_mean(model: nn.Module, x: torch.Tensor, group: list, use_amp: bool) -> torch.Tensor:
+    """``(1/|G|) sum_g g^-1(model(g(x)))`` in float32; one forward pass per shape of the transformed tiles."""
+    swaps = x.shape[-2] != x.shape[-1]  # then the odd quarter turns give (Z, X, Y) tiles: a pass of their own
+    by_shape: dict = {}
+    for t in group:
+        by_shape.setdefault(swaps and t.rotations % 2 == 1, []).append(t)
+    mean = None
+    n = x.shape[0]
+    for members in by_shape.values():
+        batch = torch.cat([T.apply(x, t) for t in members], dim=0)  # transform-major: rows i*n ... of g_i
+        with torch.autocast("cuda", enabled=use_amp):
+            y = model(batch)
+        y = y.float()
+        for i, t in enumerate(members):
+            back = T.invert(y[i * n:(i + 1) * n], t)
+            mean = back.clone() if mean is None else mean.add_(back)
+    if len(group) > 1:
+        mean /= len(group)
+    return mean
+
+
+def predict_file(model: nn.Module, preprocess: PreprocessConfig, signal_path: Union[str, Path],
                  out_path: Union[str, Path], **kwargs) -> Path:
     """Reads, preprocesses, predicts and writes one signal volume (TIFF, OME-TIFF or OME-Zarr), keeping its
     voxel size; ``out_path``'s name chooses the output's kind (:func:`spotlight_ops.data.write_volume`)."""
@@ -210,12 +238,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="tile size (default %(default)s), rounded down to a multiple of 2**depth")
     p.add_argument("--overlap", type=int, nargs=3, default=list(DEFAULT_OVERLAP), metavar=("Z", "Y", "X"),
                    help="overlap of neighbouring tiles (default %(default)s)")
-    p.add_argument("--tta", nargs="?", const="yx", choices=list(TTA_MODES), default=None,
-                   help="test-time augmentation: average the predictions of flipped copies, along y and x "
-                        "(--tta or --tta yx: 4 times the compute) or z, y and x (--tta zyx: 8); a bare --tta "
-                        "goes after the input paths or before another flag")
+    p.add_argument("--tta", choices=list(TTA_MODES), default="none",
+                   help="test-time augmentation: average the predictions of the 8 rotations and reflections of "
+                        "the YX square (--tta yx: 8 times the compute), or of those with z flips (--tta zyx: 16); "
+                        "default none")
     p.add_argument("--batch-tiles", dest="batch_tiles", type=int, default=1,
-                   help="tiles per forward pass (each with its TTA flips; default %(default)s)")
+                   help="tiles per forward pass (each with its TTA copies; default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")

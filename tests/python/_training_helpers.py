@@ -28,7 +28,7 @@ def tiny_config(csv: Path, out: Path, **overrides) -> TrainConfig:
 
 def tiny_flags(csv: Path, out: Path) -> list[str]:
     return ["--train-csv", str(csv), "--out", str(out), "--depth", "1", "--base-channels", "4",
-            "--patch-size", "8", "16", "16", "--batch-size", "2", "--progress", "false", "--tensorboard", "false", "--num-threads", "1",
+            "--patch-size", "8", "16", "16", "--batch-size", "2", "--no-progress", "--tensorboard", "false", "--num-threads", "1",
             "--device", "cpu"]
 
 

@@ -11,7 +11,9 @@ import torch
 from spotlight_ops.cli import main
 from spotlight_ops.data import PreprocessConfig, read_metadata, read_volume, write_volume
 from spotlight_ops.models import FNet
-from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts, tta_flips
+from spotlight_ops import tta as T
+from spotlight_ops.data.augment import Transform
+from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -139,21 +141,60 @@ def test_cli_predict(model, tmp_path, capsys):
     assert code == 2 and "bad.tif" in capsys.readouterr().err
 
 
-def flip_average(model: FNet, volume: np.ndarray, flips) -> np.ndarray:
-    """The TTA prediction by hand: flip the input, predict, flip back, average."""
-    outputs = [np.flip(untiled(model, np.ascontiguousarray(np.flip(volume, f) if f else volume)), f) if f
-               else untiled(model, volume) for f in flips]
+def numpy_symmetry(volume: np.ndarray, turns: int, flip_y: bool, flip_z: bool) -> np.ndarray:
+    """A symmetry written with numpy alone: ``turns`` quarter turns in YX, then the flips."""
+    out = np.rot90(volume, turns, axes=(-2, -1))
+    out = np.flip(out, -2) if flip_y else out
+    return np.ascontiguousarray(np.flip(out, -3) if flip_z else out)
+
+
+def numpy_inverse(volume: np.ndarray, turns: int, flip_y: bool, flip_z: bool) -> np.ndarray:
+    out = np.flip(volume, -3) if flip_z else volume
+    out = np.flip(out, -2) if flip_y else out
+    return np.ascontiguousarray(np.rot90(out, -turns, axes=(-2, -1)))
+
+
+def explicit_average(model: FNet, volume: np.ndarray, z_flips: bool) -> np.ndarray:
+    """The TTA prediction by hand: every element of D4 (x Z2), predict, map back, average."""
+    outputs = [numpy_inverse(untiled(model, numpy_symmetry(volume, k, fy, fz)), k, fy, fz)
+               for k in range(4) for fy in (False, True) for fz in ((False, True) if z_flips else (False,))]
     return np.mean(np.stack(outputs), axis=0)
 
 
-@pytest.mark.parametrize("tta,count", [("yx", 4), ("zyx", 8)])
-def test_tta_is_the_average_of_flipped_predictions(model, tta, count):
-    flips = tta_flips(tta)
-    assert len(set(flips)) == count and flips[0] == ()
-    volume = smooth_volume((16, 32, 32))
-    got = predict_volume(model, volume, tile_size=(16, 32, 32), tta=tta)
-    np.testing.assert_allclose(got, flip_average(model, volume, flips), rtol=0, atol=2e-6)
-    assert np.abs(got - untiled(model, volume)).max() > 1e-3  # F-net is not flip-equivariant: TTA changes it
+@pytest.mark.parametrize("mode,order", [("yx", 8), ("zyx", 16)])
+def test_tta_symmetries_are_the_group_and_invert_exactly(mode, order):
+    group = T.symmetries(mode)
+    assert group[0] == Transform() and len(set(group)) == order
+    x = torch.randn(2, 1, 3, 4, 5, dtype=torch.float64)  # Y != X: odd turns change the shape
+    images = []
+    for t in group:
+        moved = T.apply(x, t)
+        assert torch.equal(T.invert(moved, t), x)  # exact: a permutation of the voxels
+        want = numpy_symmetry(x.numpy(), t.rotations, t.flip_y, t.flip_z)
+        assert np.array_equal(moved.numpy(), want)
+        assert np.array_equal(T.invert(torch.from_numpy(want), t).numpy(),
+                              numpy_inverse(want, t.rotations, t.flip_y, t.flip_z))
+        images.append(moved)
+    cube = torch.randn(1, 1, 3, 4, 4, dtype=torch.float64)
+    distinct = {T.apply(cube, t).numpy().tobytes() for t in group}
+    assert len(distinct) == order  # every element acts differently
+    closed = {T.apply(T.apply(cube, a), b).numpy().tobytes() for a in group for b in group}
+    assert closed == distinct  # a group: the composition of two elements is an element
+    assert T.symmetries(None) == T.symmetries("none") == [Transform()]
+    with pytest.raises(ValueError, match="tta"):
+        T.symmetries("xy")
+
+
+@pytest.mark.parametrize("mode", ["yx", "zyx"])
+@pytest.mark.parametrize("shape", [(16, 32, 32), (16, 32, 48)])
+def test_tta_is_the_explicit_average(model, mode, shape):
+    volume = smooth_volume(shape)
+    got = predict_volume(model, volume, tile_size=shape, tta=mode)
+    np.testing.assert_allclose(got, explicit_average(model, volume, mode == "zyx"), rtol=0, atol=2e-6)
+    assert np.abs(got - untiled(model, volume)).max() > 1e-3  # F-net is not equivariant: TTA changes it
+    flips_only = np.mean([np.flip(untiled(model, np.ascontiguousarray(np.flip(volume, a))), a) if a else
+                          untiled(model, volume) for a in [(), (1,), (2,), (1, 2)]], axis=0)
+    assert np.abs(got - flips_only).max() > 1e-4  # the rotations take part
 
 
 def test_tta_of_an_equivariant_model_changes_nothing():
@@ -171,12 +212,33 @@ def test_tta_of_an_equivariant_model_changes_nothing():
                                plain, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("tta", [None, "yx"])
-def test_batched_tiles_give_the_same_prediction(model, tta):
+def test_any_module_predicts_with_its_size_multiple(model):
+    """predict_volume takes any nn.Module: F-net states its size multiple, others are given it."""
+    torch.manual_seed(1)
+    conv = torch.nn.Conv3d(1, 1, 3, padding=1).eval()
+    volume = smooth_volume((13, 30, 27))
+    with pytest.raises(ValueError, match="size_multiple: cannot infer it for a Conv3d"):
+        predict_volume(conv, volume)
+    with pytest.raises(ValueError, match="size_multiple must be a positive integer"):
+        predict_volume(conv, volume, size_multiple=0)
+    got = predict_volume(conv, volume, tile_size=(16, 32, 32), size_multiple=1)
+    np.testing.assert_array_equal(got, untiled(conv, volume))  # one tile: the untiled prediction
+    traced = torch.jit.trace(model, torch.zeros(1, 1, 16, 32, 32))
+    with pytest.raises(ValueError, match="size_multiple"):
+        predict_volume(traced, volume)
+    np.testing.assert_allclose(predict_volume(traced, volume, tile_size=(16, 32, 32), size_multiple=4, tta="yx"),
+                               predict_volume(model, volume, tile_size=(16, 32, 32), tta="yx"), rtol=0, atol=1e-6)
+    relu = torch.nn.ReLU()  # no parameters: runs on the CPU
+    np.testing.assert_array_equal(predict_volume(relu, volume, tile_size=(16, 32, 32), size_multiple=1),
+                                  np.maximum(volume, 0))
+
+
+@pytest.mark.parametrize("tta,tile", [(None, (16, 32, 32)), ("yx", (16, 32, 32)), ("zyx", (16, 32, 16))])
+def test_batched_tiles_give_the_same_prediction(model, tta, tile):
     volume = smooth_volume((20, 50, 44))
-    single = predict_volume(model, volume, tile_size=(16, 32, 32), overlap=(4, 8, 8), tta=tta)
+    single = predict_volume(model, volume, tile_size=tile, overlap=(4, 8, 8), tta=tta)
     for batch in (3, 100):
-        batched = predict_volume(model, volume, tile_size=(16, 32, 32), overlap=(4, 8, 8), tta=tta,
+        batched = predict_volume(model, volume, tile_size=tile, overlap=(4, 8, 8), tta=tta,
                                  batch_tiles=batch)
         np.testing.assert_allclose(batched, single, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="batch_tiles"):
@@ -190,13 +252,23 @@ def test_cli_predict_zarr_in_zarr_out_with_tta(model, tmp_path):
     save_model(tmp_path / "model.pt", model)
     source = write_volume(tmp_path / "c.ome.zarr", smooth_volume((16, 32, 32)), voxel_size=(0.5, 0.2, 0.2))
     code = main(["predict", "--model", str(tmp_path / "model.pt"), str(source), "--out", str(tmp_path / "pred"),
-                 "--tile", "16", "32", "32", "--device", "cpu", "--no-progress", "--tta", "--batch-tiles", "2"])
+                 "--tile", "16", "32", "32", "--device", "cpu", "--no-progress", "--tta", "yx", "--batch-tiles", "2"])
     assert code == 0
     out = tmp_path / "pred" / "c_prediction.ome.zarr"
     assert out.is_dir() and read_metadata(out).voxel_size == pytest.approx((0.5, 0.2, 0.2))
     signal = read_volume(source)
-    expected = flip_average(model, (signal - signal.mean()) / signal.std(), tta_flips("yx"))
+    expected = explicit_average(model, (signal - signal.mean()) / signal.std(), z_flips=False)
     np.testing.assert_allclose(read_volume(out), expected, rtol=0, atol=1e-5)
+
+
+def test_tta_takes_a_value_and_cannot_swallow_a_path(model, tmp_path, capsys):
+    save_model(tmp_path / "model.pt", model)
+    a = write_volume(tmp_path / "a.tif", smooth_volume((16, 32, 32)))
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--model", str(tmp_path / "model.pt"), "--tta", str(a), "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "--tta" in err[0] and "invalid choice" in err[0], err
+    assert not (tmp_path / "p").exists()
 
 
 def test_inference_does_not_import_training(model, tmp_path):

@@ -1,8 +1,10 @@
 """Crash-safe checkpoints: atomic writes, integrity checks, and a last-good copy.
 
-File format: ``MAGIC`` (16 bytes) + SHA-256 of the payload (32 bytes) + payload length
-(8 bytes, little endian) + the payload, a ``torch.save`` archive. Loading checks all three,
-so a truncated or corrupted file raises :class:`CheckpointError` instead of loading garbage.
+File format (:mod:`.archive`): the zip archive of ``torch.save``, so ``torch.load(path,
+weights_only=True)`` reads it, with a SHA-256 of its records stored inside as one more record (and,
+for model files, their metadata as JSON). Loading checks the archive, every record and the digest,
+so a truncated or corrupted file raises :class:`CheckpointError` instead of loading garbage. Files
+of the earlier framed format (magic bytes, SHA-256, length, payload) are read too.
 
 Writing (:func:`save_atomic`): :func:`~.runfiles.atomic_write_bytes` (temporary file in the same
 folder, fsync, ``os.replace``, folder fsync): a crash leaves either the old or the new file, never a
@@ -19,89 +21,43 @@ never promoted.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import struct
 import sys
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
+from . import archive
+from .archive import CheckpointError, digest_of, encode, read_digest
 from .runfiles import atomic_write_bytes, fault_point, fsync_dir, remove_temporaries, temporary_name
 
-MAGIC = b"SPOTLIGHT-CKPT01"
-_HEADER = struct.Struct("<16s32sQ")
 LATEST = "checkpoint_latest.pt"
 LAST_GOOD = "checkpoint_last_good.pt"
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used (missing, truncated, corrupted, incompatible); names the file."""
-
-
-def encode(payload: dict) -> bytes:
-    """The file's bytes for ``payload``: header (magic, SHA-256, length) + the ``torch.save`` archive."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
-    return _HEADER.pack(MAGIC, hashlib.sha256(data).digest(), len(data)) + data
+__all__ = ["CheckpointError", "CheckpointManager", "digest_of", "encode", "load_checkpoint", "read_digest",
+           "save_atomic"]
 
 
-def digest_of(encoded: bytes) -> str:
-    """The payload's SHA-256 (hex) recorded in the header of :func:`encode`'s bytes."""
-    return _HEADER.unpack_from(encoded)[1].hex()
-
-
-def read_digest(path: Union[str, Path]) -> Optional[str]:
-    """The payload SHA-256 (hex) in a checkpoint's header, or None when unreadable (no full check)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(_HEADER.size)
-    except OSError:
-        return None
-    if len(head) < _HEADER.size or head[:16] != MAGIC:
-        return None
-    return _HEADER.unpack(head)[1].hex()
-
-
-def save_atomic(path: Union[str, Path], payload: dict) -> Path:
-    """Writes ``payload`` (torch-serializable) to ``path`` atomically and durably."""
+def save_atomic(path: Union[str, Path], payload: Any, metadata: Optional[dict] = None) -> Path:
+    """Writes ``payload`` (torch-serializable; ``metadata``: JSON-able, model files) atomically and durably."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, encode(payload))
+    return atomic_write_bytes(path, encode(payload, metadata))
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict:
-    """Reads and verifies a checkpoint written by :func:`save_atomic`; :class:`CheckpointError` otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({err})") from err
-    if not raw.startswith(MAGIC[:len(raw)]):
-        raise CheckpointError(f"{path}: not a spotlight checkpoint (bad magic bytes)")
-    if len(raw) < _HEADER.size:
-        raise CheckpointError(f"{path}: checkpoint truncated ({len(raw)} bytes, shorter than its header)")
-    magic, digest, length = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise CheckpointError(f"{path}: not a spotlight checkpoint (bad magic bytes)")
-    data = raw[_HEADER.size:]
-    if len(data) != length:
-        raise CheckpointError(f"{path}: checkpoint truncated or padded: header says {length} payload bytes, "
-                              f"file holds {len(data)}")
-    if hashlib.sha256(data).digest() != digest:
-        raise CheckpointError(f"{path}: checkpoint corrupted (SHA-256 of the payload does not match its header)")
-    try:
-        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except Exception as err:  # an intact file from an incompatible version
-        raise CheckpointError(f"{path}: cannot unpickle checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: checkpoint payload is a {type(payload).__name__}, expected a dict")
-    return payload
+    """Reads and verifies a checkpoint or model file; :class:`CheckpointError` otherwise.
+
+    A checkpoint's payload is the dict it holds; a model file's is its metadata with the state dict
+    under ``"model"`` (:mod:`spotlight_ops.models.model_file`).
+    """
+    found = archive.read(path, map_location)
+    if found.metadata is not None:
+        return {**found.metadata, "model": found.obj}
+    if not isinstance(found.obj, dict):
+        raise CheckpointError(f"{path}: checkpoint payload is a {type(found.obj).__name__}, expected a dict")
+    return found.obj
 
 
 class CheckpointManager:

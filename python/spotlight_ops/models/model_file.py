@@ -1,23 +1,31 @@
 """The model file (``model.pt``): one format, written by training and read by prediction.
 
-A model file is a framed checkpoint file (:mod:`spotlight_ops.files.checkpoint`: magic bytes,
-SHA-256, length, ``torch.save`` payload) whose payload holds::
+A model file is a ``torch.save`` archive of the model's state dict, so plain PyTorch reads it::
+
+    state_dict = torch.load("model.pt", weights_only=True)
+    FNet(**metadata["model_config"]).load_state_dict(state_dict)
+
+Its description is one more record of the archive, ``archive/spotlight/metadata.json`` (JSON;
+:func:`read_metadata`), and a SHA-256 of every record is another (:mod:`spotlight_ops.files.archive`)::
 
     kind            "spotlight-model"
-    format_version  MODEL_FORMAT_VERSION (2); version 1 files (no kind, no source) are read too
+    format_version  MODEL_FORMAT_VERSION (3); files of versions 1 and 2 (the framed format, the state
+                    dict inside the payload as "model") are read too
     architecture    "fnet"
     model_config    FNet constructor arguments
-    model           the state dict
     preprocess      PreprocessConfig as a dict (prediction repeats training's preprocessing)
     config          the TrainConfig as a dict
     iteration       the training iteration of the weights
-    source          {"checkpoint": file name, "iteration": i, "sha256": payload digest}: the
-                    checkpoint these weights were copied from, so a resume can tell a stale model.pt
+    source          {"checkpoint": file name, "iteration": i, "sha256": digest}: the checkpoint these
+                    weights were copied from, so a resume can tell a stale model.pt
+    validation      (checkpoint_best.pt) {"val_loss", "iteration"}
 
-A training checkpoint can be read as a model too (it holds ``model_config``, ``model`` and
-``preprocess``, and ``inference_model``, the weights with recomputed BatchNorm statistics that
-prediction uses when present: :mod:`spotlight_ops.training.batchnorm`). Reading checks the version and the architecture and raises :class:`ModelFileError`
-naming the file and what to do.
+Read as a payload (:func:`read_model_payload`, ``load_checkpoint``), a model file is its metadata with
+the state dict under ``"model"``. A training checkpoint can be read as a model too (it holds
+``model_config``, ``model`` and ``preprocess``, and ``inference_model``, the weights with recomputed
+BatchNorm statistics that prediction uses when present: :mod:`spotlight_ops.training.batchnorm`).
+Reading checks the version, the architecture and that every weight is finite, and raises
+:class:`ModelFileError` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 KIND = "spotlight-model"
-MODEL_FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+MODEL_FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ARCHITECTURE = "fnet"
 MODEL_NAME = "model.pt"
 LATEST_CHECKPOINT = Path("checkpoints") / "checkpoint_latest.pt"
@@ -47,10 +55,17 @@ def model_payload(model, preprocess: dict, config: dict, iteration: int, source:
 
 
 def write_model_file(path: Union[str, Path], payload: dict) -> Path:
-    """Writes a model file atomically (temporary, fsync, rename, folder fsync)."""
+    """Writes a model file atomically (temporary, fsync, rename, folder fsync): the state dict
+    ``payload["model"]`` as the archive's object, the rest of ``payload`` as its metadata."""
     from ..files.checkpoint import save_atomic
 
-    return save_atomic(path, payload)
+    metadata = {key: value for key, value in payload.items() if key != "model"}
+    return save_atomic(path, payload["model"], metadata)
+
+
+def read_metadata(path: Union[str, Path]) -> dict:
+    """A model file's verified metadata (its payload without the state dict)."""
+    return {key: value for key, value in read_model_payload(path).items() if key != "model"}
 
 
 def read_model_payload(path: Union[str, Path]) -> dict:
@@ -82,6 +97,8 @@ def read_model_payload(path: Union[str, Path]) -> dict:
 
 def build_model(payload: dict, path: Union[str, Path]):
     """The FNet of a verified payload, weights loaded; architecture mismatches name the file."""
+    import torch
+
     from .fnet import FNet
 
     try:
@@ -89,8 +106,17 @@ def build_model(payload: dict, path: Union[str, Path]):
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{path}: model config {payload['model_config']!r} is not an F-net's ({err}); "
                              f"a model of another architecture") from None
+    state = payload.get("inference_model", payload["model"])
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{path}: its weights are a {type(state).__name__}, not a state dict; a damaged file")
+    broken = [name for name, value in state.items()
+              if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise ModelFileError(f"{path}: non-finite weights (NaN or Inf) in {', '.join(broken[:3])}"
+                             f"{f' and {len(broken) - 3} more' if len(broken) > 3 else ''}; this model predicts "
+                             f"NaN: use an earlier checkpoint or retrain (a diverged training, or a damaged file)")
     try:
-        model.load_state_dict(payload.get("inference_model", payload["model"]))
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         first = str(err).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:2])[:300]

@@ -25,33 +25,6 @@ def _auto_bool(text: str):
     return "auto" if text.strip().lower() == "auto" else _bool(text)
 
 
-SWITCHES = ("--progress", "--smooth-threshold", "--deterministic", "--sync-batchnorm")
-
-
-def legacy_switches(argv: list) -> list:
-    """``--progress false`` (the older form) as ``--no-progress``, with a deprecation warning; the
-    switches are ``--X`` / ``--no-X`` as on every spotlight command."""
-    out, i = [], 0
-    while i < len(argv):
-        token = argv[i]
-        name, eq, value = token.partition("=")
-        if name in SWITCHES and not eq and i + 1 < len(argv):
-            value = argv[i + 1]
-        if name in SWITCHES and value.strip().lower() in _WORDS:
-            flag = _bool(value)
-            new = name if flag else f"--no-{name[2:]}"
-            print(f"WARNING: '{name} {value}' is deprecated; write {new}", file=sys.stderr)
-            out.append(new)
-            i += 1 if eq else 2
-            continue
-        out.append(token)
-        i += 1
-    return out
-
-
-_WORDS = ("1", "true", "yes", "on", "0", "false", "no", "off")
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = subparsers.add_parser(
