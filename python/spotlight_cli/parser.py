@@ -54,10 +54,10 @@ class SpotlightParser(argparse.ArgumentParser):
         message = f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
         flag = next((e.split("=", 1)[0] for e in extras if e.startswith("-") and len(e) > 1), None)
         if flag is None:
-            at = args.index(extras[0]) if extras[0] in args else 0
-            before = args[at - 1] if at > 0 else ""
-            switch = next((a for a in self._actions if before in a.option_strings
-                           and isinstance(a, argparse.BooleanOptionalAction)), None)
+            # the word may also stand elsewhere as a flag's value (--tensorboard false): look after each switch
+            befores = [args[at - 1] for at in range(1, len(args)) if args[at] == extras[0]]
+            switch = next((a for a in self._actions if isinstance(a, argparse.BooleanOptionalAction)
+                           and any(b in a.option_strings for b in befores)), None)
             if switch is not None and extras[0].lower() in _SWITCH_WORDS:
                 on, off = switch.option_strings[:2]
                 return message + f"; {on} takes no value: write {on} or {off}"

@@ -22,8 +22,9 @@ CASES = {
     "evaluate": ("--pixel-size", "--pixel", "--pixle-size", ["--frc-bin-delta", "x"]),
     "demo": ("--n-train", "--n-tr", "--n-trian", ["--seed", "zero"]),
     "export": ("--license", "--lic", "--licence", ["--format", "pdf"]),
+    "preprocess": ("--smooth-threshold", "--smooth", "--smoth-threshold", ["--fields", "B/03"]),
 }
-REQUIRED = {"predict": ["--model", "m", "--out", "o"], "evaluate": ["--out", "o"], "export": ["--model", "m", "--out", "o"]}
+REQUIRED = {"predict": ["--model", "m", "--out", "o"], "preprocess": ["plate.zarr"], "evaluate": ["--out", "o"], "export": ["--model", "m", "--out", "o"]}
 
 
 @pytest.fixture(autouse=True)

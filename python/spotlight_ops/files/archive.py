@@ -14,7 +14,8 @@ torch ignores, appended under ``archive/spotlight/``:
         digest = SHA-256( concat_r  name_r + b"\\0" + len_r + data_r ),  r over the records but sha256
 
 The records are read with torch's own zip reader, writing and reading, so the digest covers the bytes
-``torch.load`` reads (a damaged zip directory can make two zip readers see different bytes).
+``torch.load`` reads (a damaged zip directory can make two zip readers see different bytes); the
+alignment padding between records, which no reader reads, is not covered.
 Reading (:func:`read`) checks that the file is a complete zip archive (a truncated file has lost its
 directory at the end) and that the digest holds, and only then unpickles, with ``weights_only=True``;
 any damage raises :class:`CheckpointError` naming the file and what is wrong, in one line.
