@@ -147,8 +147,3 @@ class LossLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def newest_iteration(path: Optional[Union[str, Path]]) -> int:
-    rows = read_log(path) if path else []
-    return rows[-1]["iteration"] if rows else 0

@@ -1,9 +1,10 @@
 r"""The training loop: F-net on foreground-aware random patches, MSE or Spotlight loss.
 
 Per iteration: draw a batch of patches (:class:`~spotlight_ops.data.PatchSampler`), predict,
-compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``: ``lam * MSE + (1 - lam) * Dice``,
-the MSE over every voxel (``mse_term="plain"``, the default, docs/collapse.md) or over the foreground
-(``"masked"``: the paper's MMSE), with ``threshold=0.0`` on Otsu-standardized targets),
+compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``: one fused op,
+``SpotlightLoss.from_preset(preset, **options)`` (:func:`make_criterion`), by default the ``"trained"``
+preset: ``lam * MSE + (1 - lam) * Dice`` with the MSE over every voxel, ``threshold=0.0`` on
+Otsu-standardized targets, docs/collapse.md),
 step Adam, log, and every ``checkpoint_every`` iterations write a checkpoint.
 
 A checkpoint holds the model, the optimizer, the AMP grad scaler, the RNG states of Python,
@@ -42,7 +43,7 @@ from ..models import model_file
 from ..files.checkpoint import CheckpointError, CheckpointManager, read_digest
 from .config import RESUMABLE_CHANGES, TrainConfig, write_yaml
 from .log import LossLog, read_log
-from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
+from .monitor import FRACTION_COLUMNS, CollapseMonitor, batch_fractions, collapse_hint
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from ..files.runfiles import RunLock, RunLockedError, remove_temporaries
 from .schedule import learning_rate
@@ -125,20 +126,16 @@ class TrainResult:
     last_loss: Optional[float] = None
 
 
-def make_criterion(config: TrainConfig) -> Callable:
-    """``criterion(pred, target)`` of the configured loss, on float32 tensors."""
+def make_criterion(config: TrainConfig) -> nn.Module:
+    """The criterion of the configured loss, on float32 tensors: ``nn.MSELoss()``, or
+    ``SpotlightLoss.from_preset(config.preset, **config.loss_options())``, the same public call a script
+    makes (the default is bit for bit ``SpotlightLoss.from_preset("trained")``). Its collapse warning is
+    off: the trainer's monitor reads the same counts (``criterion.fractions()``) and speaks in flags."""
     if config.loss == "mse":
-        return nn.functional.mse_loss
-    import spotlight_ops
+        return nn.MSELoss()
+    from ..losses import SpotlightLoss
 
-    # Otsu-standardized targets put the foreground at > 0 (SPEC 6), so no histogram per batch
-    threshold = 0.0 if config.target_norm == "otsu" else None
-    if config.mse_term == "masked":  # the paper: lam * MMSE (foreground voxels) + (1 - lam) * Dice
-        return lambda pred, target: spotlight_ops.loss(pred, target, threshold=threshold, lam=config.lam, k=config.k)
-    # lam * MSE over every voxel + (1 - lam) * Dice: the background keeps a gradient where the soft Dice's
-    # vanishes, and no term pulls the foreground alone (docs/collapse.md)
-    return lambda pred, target: (config.lam * nn.functional.mse_loss(pred, target) + (1.0 - config.lam)
-                                 * spotlight_ops.loss(pred, target, threshold=threshold, lam=0.0, k=config.k))
+    return SpotlightLoss.from_preset(config.preset, **config.loss_options(), collapse_warning=False)
 
 
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple:
@@ -416,7 +413,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                                 autocast if amp_enabled else None)
     columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
     log = LossLog(run_dir, start, config.tensorboard, columns=columns) if ctx.is_main else None
-    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
+    fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # MSE runs: the T of the Spotlight loss
     monitor = CollapseMonitor(hint=collapse_hint(config))
     from tqdm import tqdm
 
@@ -474,7 +471,7 @@ def _train_locked(config: TrainConfig, resume: bool, on_iteration, ctx: D.DistCo
                                                 _model_file(config, inference(iteration), iteration,
                                                             validation=dict(best)))
             if iteration % config.log_every == 0 or iteration == config.iterations or val_due:  # alike on every rank
-                fractions = D.mean_across_ranks(foreground_fractions(prediction, target, fraction_threshold), ctx)
+                fractions = D.mean_across_ranks(batch_fractions(criterion, prediction, target, fraction_threshold), ctx)
                 fg_pred, fg_target = fractions.tolist()
                 if log is not None:
                     log.log(iteration, loss_value, {"fg_fraction_pred": fg_pred, "fg_fraction_target": fg_target,
