@@ -102,14 +102,18 @@ void promote(LossArgs& a) {
   a.target = a.target.to(common);
 }
 
-// loss returns the loss; _loss_and_sums the loss and the sums.
+// loss returns the loss; _loss_and_sums the loss and the sums, with the
+// voxels predicted above T counted (LossOptions::count_above).
+bool returns_sums(const c10::OperatorHandle& op) { return op.schema().returns().size() == 2; }
+
 void push_outputs(const c10::OperatorHandle& op, torch::jit::Stack* stack, const Tensor& loss, const Tensor& sums) {
   torch::jit::push(*stack, loss);
-  if (op.schema().returns().size() == 2) torch::jit::push(*stack, sums);
+  if (returns_sums(op)) torch::jit::push(*stack, sums);
 }
 
 void loss_autograd(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   LossArgs a = pop_loss_args(op, stack);
+  a.opt.count_above = returns_sums(op);
   TORCH_CHECK_VALUE(!a.threshold.has_value() || !a.threshold->defined() || !a.threshold->requires_grad(),
                     "spotlight: threshold must not require grad: the loss treats it as a constant (pass "
                     "threshold.detach())");
@@ -122,6 +126,7 @@ void loss_autograd(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 // under torch.compile and torch.export), the outputs of _loss_forward.
 void loss_composite(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   LossArgs a = pop_loss_args(op, stack);
+  a.opt.count_above = returns_sums(op);
   promote(a);
   auto [loss, thresholds, sums] = dispatch::loss_forward().call(a.pred, a.target, a.threshold, a.mask,
                                                                  pack_options(a.opt));

@@ -139,10 +139,12 @@ inline torch::jit::Stack loss_call_stack(const c10::FunctionSchema& schema, cons
 }
 
 // The one packed argument: every option as a double, in the list's order
-// (enums as their values, bins and flags exactly).
+// (enums as their values, bins and flags exactly), then count_above (which
+// only _loss_and_sums sets).
 inline std::vector<double> pack_options(const spotlight::LossOptions& opt) {
   std::vector<double> out;
   spotlight::for_each_option([&](const auto& o) { out.push_back(static_cast<double>(opt.*o.field)); });
+  out.push_back(opt.count_above ? 1.0 : 0.0);
   return out;
 }
 
@@ -169,6 +171,7 @@ inline spotlight::LossOptions unpack_options(c10::ArrayRef<double> packed) {
       }
       opt.*o.field = static_cast<V>(v);
     });
+    opt.count_above = packed[at] != 0.0;
     opt.validate();
     return 0;
   });

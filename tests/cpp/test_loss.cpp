@@ -322,6 +322,7 @@ TEST(MseTerm, PlainOnTheDefaultPathMatchesReference) {
     o.mse_term = spotlight::MseTerm::kPlain;
     o.lam = 0.3;
     o.reduction = red;
+    o.count_above = red != Reduction::kSum;  // counted, and not: the same losses
     ASSERT_TRUE(o.default_variant());
     for (const unsigned threads : {1u, 4u}) {  // whole samples (Otsu fused) and chunked
       std::vector<double> loss(b.samples);
@@ -338,7 +339,7 @@ TEST(MseTerm, PlainOnTheDefaultPathMatchesReference) {
         expected.push_back(variant_reference(one, st.thresholds[s], single, v)[0]);
         std::int64_t above = 0;
         for (double p : one.pred) above += p > st.thresholds[s];
-        EXPECT_EQ(st.sums[s].above, static_cast<double>(above)) << "sample " << s;
+        EXPECT_EQ(st.sums[s].above, o.count_above ? static_cast<double>(above) : 0.0) << "sample " << s;
       }
       if (red == Reduction::kNone) {
         for (std::int64_t s = 0; s < b.samples; ++s) EXPECT_NEAR(loss[s], expected[s], 1e-12 * expected[s]);
@@ -481,6 +482,39 @@ TEST(Options, NameTablesRoundTrip) {
   EXPECT_EQ(o.reduction, spotlight::defaults::kReduction);
   EXPECT_EQ(o.mse_normalization, spotlight::defaults::kMseNormalization);
   EXPECT_TRUE(o.default_variant());
+}
+
+// count_above adds the voxels predicted above T to every strip's sums (default
+// and variant, either MSE term, Otsu fused or given T) and changes no loss bit.
+TEST(Counts, EveryStripCountsPredictionsAboveT) {
+  Batch b = make_batch(3, 9000, 53);
+  std::vector<char> mask_bytes(b.pred.size());
+  for (size_t i = 0; i < mask_bytes.size(); ++i) mask_bytes[i] = (i * 31) % 7 < 3;
+  for (int variant = 0; variant < 4; ++variant)
+    for (const bool given : {false, true}) {
+      LossOptions o;
+      o.reduction = Reduction::kNone;
+      o.mse_term = variant & 1 ? spotlight::MseTerm::kPlain : spotlight::MseTerm::kMasked;
+      if (variant & 2) {
+        o.soft_mask = spotlight::SoftMask::kViscy;
+        o.mask = reinterpret_cast<const bool*>(mask_bytes.data());
+      }
+      const std::vector<double> thr(b.samples, 0.4);
+      const double* t = given ? thr.data() : nullptr;
+      std::vector<double> plain_loss(b.samples), counted_loss(b.samples);
+      const auto plain = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, t, o, plain_loss.data(),
+                                          sc::ThreadExecutor(2));
+      o.count_above = true;
+      const auto counted = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, t, o,
+                                            counted_loss.data(), sc::ThreadExecutor(2));
+      EXPECT_EQ(plain_loss, counted_loss) << variant;
+      for (std::int64_t s = 0; s < b.samples; ++s) {
+        std::int64_t above = 0;
+        for (std::int64_t i = s * b.voxels; i < (s + 1) * b.voxels; ++i) above += b.pred[i] > counted.thresholds[s];
+        EXPECT_EQ(counted.sums[s].above, static_cast<double>(above)) << variant << " sample " << s;
+        EXPECT_EQ(plain.sums[s].above, 0.0);
+      }
+    }
 }
 
 // The list of options names each once, an enum by the name its table gives

@@ -227,6 +227,11 @@ struct LossOptions {
   // kernels (a precomputed weight map), or null for M from mask_rule. T still
   // centres the soft mask.
   const bool* mask = nullptr;
+  // Whether the forward also counts the voxels predicted above T
+  // (LossSums::above, for the collapse guard): one accumulator more per voxel
+  // in the sums pass, so only the callers that read it ask (not an option of
+  // the loss: the op _loss_and_sums sets it).
+  bool count_above = false;
 
   // The defaults of SPEC 11's per-voxel options (either MSE term): the
   // kernels then run their specialised default path.

@@ -21,16 +21,26 @@
 
 namespace spotlight::cpu {
 
+// The LossSums fields a strip computes: M, the squared error (masked, or of
+// every voxel under MseTerm::kPlain), S, S M, the poison of Y and P, and,
+// when kCount, P > T.
+template <bool kPlain, bool kCount>
+constexpr auto loss_strip_fields() {
+  constexpr double LossSums::*sq = kPlain ? &LossSums::sq_err_all : &LossSums::sq_err;
+  if constexpr (kCount)
+    return std::array<double LossSums::*, 6>{&LossSums::fg,      sq, &LossSums::soft, &LossSums::soft_fg,
+                                             &LossSums::poison, &LossSums::above};
+  else
+    return std::array<double LossSums::*, 5>{&LossSums::fg, sq, &LossSums::soft, &LossSums::soft_fg,
+                                             &LossSums::poison};
+}
+
 // The LossSums of a strip of voxels against threshold t under the default
-// per-voxel options (see lane_sums_strips): M, the squared error (masked, or
-// of every voxel under MseTerm::kPlain), S, S M, the poison of Y and P, and
-// P > T. `kFields` names the LossSums field of each value.
-template <class T, bool kPlain>
+// per-voxel options (see lane_sums_strips), in the order of kFields.
+template <class T, bool kPlain, bool kCount>
 struct LossStrip {
   using A = acc_t<T>;
-  static constexpr std::array<double LossSums::*, 6> kFields{
-      &LossSums::fg,   kPlain ? &LossSums::sq_err_all : &LossSums::sq_err, &LossSums::soft, &LossSums::soft_fg,
-      &LossSums::poison, &LossSums::above};
+  static constexpr auto kFields = loss_strip_fields<kPlain, kCount>();
   const T* pred;
   const T* target;
   A t, k;
@@ -52,7 +62,7 @@ struct LossStrip {
       v[2][j] = soft;
       v[3][j] = keep_if(m, soft);
       v[4][j] = math::poison(y[j]) + math::poison(p[j]);
-      v[5][j] = x[j] > A(0) ? A(1) : A(0);  // the clamp keeps the sign of P - T
+      if constexpr (kCount) v[5][j] = x[j] > A(0) ? A(1) : A(0);  // the clamp keeps the sign of P - T
     }
   }
 };
@@ -73,14 +83,19 @@ inline void strip_mask(const bool* mask, MaskRule rule, index_t i, int n, const 
 }
 
 // The published variants (SPEC section 11, any LossOptions): every LossSums
-// value of a strip. Each option is one switch per strip, outside the
-// per-element loops; the default options take LossStrip instead.
-template <class T>
+// value of a strip (P > T when kCount). Each option is one switch per strip,
+// outside the per-element loops; the default options take LossStrip instead.
+template <class T, bool kCount>
 struct VariantLossStrip {
   using A = acc_t<T>;
-  static constexpr std::array<double LossSums::*, 7> kFields{
-      &LossSums::fg,     &LossSums::sq_err,     &LossSums::soft, &LossSums::soft_fg,
-      &LossSums::poison, &LossSums::sq_err_all, &LossSums::above};
+  static constexpr auto kFields = [] {
+    constexpr std::array<double LossSums::*, 7> all{&LossSums::fg,     &LossSums::sq_err,     &LossSums::soft,
+                                                    &LossSums::soft_fg, &LossSums::poison, &LossSums::sq_err_all,
+                                                    &LossSums::above};
+    std::array<double LossSums::*, kCount ? 7 : 6> out{};
+    for (size_t f = 0; f < out.size(); ++f) out[f] = all[f];
+    return out;
+  }();
   const T* pred;
   const T* target;
   const bool* mask;  // given, or null
@@ -115,31 +130,36 @@ struct VariantLossStrip {
       v[3][j] = keep_if(mj, soft[j]);
       v[4][j] = math::poison(y[j]) + math::poison(p[j]);
       v[5][j] = sq;
-      v[6][j] = p[j] > t ? A(1) : A(0);
+      if constexpr (kCount) v[6][j] = p[j] > t ? A(1) : A(0);
     }
   }
 };
 
-template <class T>
-VariantLossStrip<T> variant_loss_strip(const T* pred, const T* target, acc_t<T> t, const LossOptions& opt) {
-  return {pred,          target,        opt.mask,
-          t,             static_cast<acc_t<T>>(opt.k), opt.soft_mask,
-          opt.mask_rule, opt.dice_denominator == DiceDenominator::kSquared};
-}
-
 // Calls f(strip_of) with the strip maker of `opt`: strip_of(t) is the strip
 // functor of a sample with threshold t (LossStrip for the default per-voxel
-// options, with either MSE term; VariantLossStrip otherwise).
+// options, with either MSE term; VariantLossStrip otherwise; counting P > T
+// when opt.count_above).
 template <class T, class F>
 void with_loss_strip(const T* pred, const T* target, const LossOptions& opt, F&& f) {
   using A = acc_t<T>;
   const A k = static_cast<A>(opt.k);
-  if (!opt.default_variant())
-    f([&](A t) { return variant_loss_strip(pred, target, t, opt); });
-  else if (opt.mse_term == MseTerm::kPlain)
-    f([&](A t) { return LossStrip<T, true>{pred, target, t, k}; });
+  const auto pick = [&](auto count_tag) {
+    constexpr bool kCount = decltype(count_tag)::value;
+    if (!opt.default_variant())
+      f([&](A t) {
+        return VariantLossStrip<T, kCount>{pred,          target,        opt.mask,
+                                           t,             k,             opt.soft_mask,
+                                           opt.mask_rule, opt.dice_denominator == DiceDenominator::kSquared};
+      });
+    else if (opt.mse_term == MseTerm::kPlain)
+      f([&](A t) { return LossStrip<T, true, kCount>{pred, target, t, k}; });
+    else
+      f([&](A t) { return LossStrip<T, false, kCount>{pred, target, t, k}; });
+  };
+  if (opt.count_above)
+    pick(std::true_type{});
   else
-    f([&](A t) { return LossStrip<T, false>{pred, target, t, k}; });
+    pick(std::false_type{});
 }
 
 // LossSums from per-sample raw sums of a strip's fields (Strip::kFields).

@@ -36,6 +36,7 @@ __device__ __forceinline__ LossSums widen(const TermValues<A>& v) {
 struct LossVariant {
   bool active = false;  // false: the defaults of sections 2-5 (with either MSE term)
   bool plain = false;   // MseTerm::kPlain: the squared error of every voxel
+  bool count = false;   // LossOptions::count_above: add P > T (LossSums::above)
   const bool* mask = nullptr;
   SoftMask soft_mask = SoftMask::kClamped;
   MaskRule mask_rule = MaskRule::kGreater;
@@ -65,6 +66,7 @@ inline LossVariant loss_variant(const LossOptions& opt) {
   LossVariant v;
   v.active = !opt.default_variant();
   v.plain = opt.mse_term == MseTerm::kPlain;
+  v.count = opt.count_above;
   v.mask = opt.mask;
   v.soft_mask = opt.soft_mask;
   v.mask_rule = opt.mask_rule;
@@ -99,7 +101,7 @@ struct LossTermsSource {
     __device__ __forceinline__ TermValues<A> values(const Item& v) const {
       const bool m = v.m;
       const A d = v.y - v.p;
-      const A above = v.p > t ? A(1) : A(0);
+      const A above = variant.count && v.p > t ? A(1) : A(0);
       if (!variant.active) {
         const A soft = math::soft_mask(v.p, t, k);
         return {m ? A(1) : A(0),  m && !variant.plain ? d * d : A(0),      soft, m ? soft : A(0),
