@@ -126,6 +126,32 @@ def loss_eager(pred: torch.Tensor, target: torch.Tensor, threshold: Optional[tor
     return lam * mmse + (1 - lam) * dice
 
 
+def trained_eager(pred: torch.Tensor, target: torch.Tensor, lam: float = LAM, k: float = K,
+                  eps: float = EPS) -> torch.Tensor:
+    """The objective ``spotlight train`` minimises (preset "trained": the MSE over every voxel, T = 0 on
+    Otsu-standardized targets) from plain tensor ops."""
+    mask = (target > 0).to(pred.dtype)
+    x = pred.clamp(-1, 1)
+    soft = 0.5 + 0.5 * (x - k * x) / (k - 2 * k * x.abs() + 1)
+    dice = 1 - 2 * (soft * mask).sum() / (soft.sum() + mask.sum() + eps)
+    return lam * ((pred - target) ** 2).mean() + (1 - lam) * dice
+
+
+def viscy_loss_class():
+    """VisCy's own SpotlightLoss (``viscy_utils/losses/spotlight.py``, fetched by scripts/setup.sh into
+    build/third_party, or $SPOTLIGHT_VISCY_LOSS); None when absent."""
+    import importlib.util
+
+    env = os.environ.get("SPOTLIGHT_VISCY_LOSS")
+    path = Path(env) if env else REPO / "build" / "third_party" / "viscy_utils" / "losses" / "spotlight.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("viscy_spotlight_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SpotlightLoss
+
+
 # --------------------------------------------------------------------------
 # Otsu peers: scikit-image (per sample) and NumPy.
 # --------------------------------------------------------------------------
@@ -335,6 +361,11 @@ def build_cases(label: str, shape: tuple[int, ...], device: str, compile_: bool)
         check_loss(f"{impl} ({group})", fn)
         cases.append(Case(group, impl, fwd_bwd(fn, pred), 5 * numel * esize,
                           compile_s=compile_s.get(group) if impl == "torch.compile" else None))
+    module = spotlight_ops.SpotlightLoss()  # the paper's loss as a criterion: its collapse guard on
+    check_loss("SpotlightLoss() module", lambda: module(pred, target))
+    cases.append(Case("loss fwd+bwd, Otsu", "SpotlightLoss() module, collapse guard on",
+                      fwd_bwd(lambda: module(pred, target), pred), 5 * numel * esize))
+    cases += trained_cases(pred, target, 5 * numel * esize)
 
     x_host = target.reshape(n, *target.shape[1:]).squeeze(1).cpu().numpy()
     check_thr("spotlight", spotlight_ops.otsu_threshold(target))
@@ -354,6 +385,55 @@ def build_cases(label: str, shape: tuple[int, ...], device: str, compile_: bool)
         # per call: on large tensors, its first-touch page faults are the cost.
         Case("memory copy", "torch clone (new tensor)", lambda: src.clone(), 2 * numel * esize),
     ]
+    return cases
+
+
+TRAINED = "trained objective fwd+bwd, T = 0"
+
+
+def trained_cases(pred: torch.Tensor, target: torch.Tensor, nbytes: int) -> list[Case]:
+    """The objective spotlight train minimises (preset "trained"), fused, against the composite the trainer
+    used to build (``lam * mse_loss + (1 - lam) *`` the fused loss at lam 0: two graphs, two passes), the
+    same objective in eager PyTorch, and VisCy's own SpotlightLoss (its objective, checked against the
+    preset "viscy"), each checked against the float64 reference first."""
+    import spotlight_ops
+    from spotlight_ops import reference
+
+    p64 = pred.detach().double().requires_grad_(True)
+
+    def reference_of(**options):
+        p64.grad = None
+        value = reference.loss(p64, target.double(), **options)
+        value.backward()
+        return value.detach(), p64.grad.clone()
+
+    def check(name, fn, want):
+        pred.grad = None
+        value = fn()
+        value.backward()
+        check_close(f"{name} loss", value, want[0], 1e-4)
+        check_close(f"{name} gradient", pred.grad, want[1], 1e-3)
+
+    trained = reference_of(**spotlight_ops.presets.preset_options("trained"))
+    criterion = spotlight_ops.SpotlightLoss.from_preset("trained")
+    impls = {
+        "spotlight": lambda: spotlight_ops.loss_preset(pred, target, "trained"),
+        "SpotlightLoss.from_preset(\"trained\"), guard on": lambda: criterion(pred, target),
+        "mse_loss + fused Dice (two ops)": lambda: LAM * F.mse_loss(pred, target) + (1 - LAM) * spotlight_ops.loss(
+            pred, target, 0.0, 0.0, K, EPS, BINS),
+        "eager PyTorch": lambda: trained_eager(pred, target),
+    }
+    cases = []
+    for impl, fn in impls.items():
+        check(impl, fn, trained)
+        cases.append(Case(TRAINED, impl, fwd_bwd(fn, pred), nbytes))
+    viscy = viscy_loss_class()
+    if viscy is not None:
+        theirs = viscy(lambda_mse=LAM, sigmoid_k=K, eps=EPS, fg_threshold=0.0)
+        check("VisCy SpotlightLoss", lambda: theirs(pred, target),
+              reference_of(**spotlight_ops.presets.preset_options("viscy")))
+        cases.append(Case(TRAINED, "VisCy SpotlightLoss (its objective)", fwd_bwd(lambda: theirs(pred, target), pred),
+                          nbytes))
     return cases
 
 
@@ -432,19 +512,12 @@ def targets(results: list[tuple[str, list[Case]]]) -> list[str]:
 
 
 def machine(device: str) -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "n/a"
     import skimage
+
+    from spotlight_ops.machine import cpu_model, load_average
+
+    cpu = cpu_model()
+    load = " ".join(f"{x:.2f}" for x in load_average()) if load_average() else "n/a"
 
     lines = [
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
@@ -499,10 +572,14 @@ def library_worker(device: str, quick: bool) -> None:
         cases.append((f"{label}, Otsu", fwd_bwd(lambda p=pred, t=target: op(p, t, None, LAM, K, EPS, BINS), pred)))
         cases.append((f"{label}, given T", fwd_bwd(lambda p=pred, t=target, th=thr: op(p, t, th, LAM, K, EPS, BINS),
                                                    pred)))
-        if variants:
-            for preset in ("authors", "viscy"):
-                cases.append((f"{label}, preset {preset}", fwd_bwd(
-                    lambda p=pred, t=target, name=preset: spotlight_ops.loss_preset(p, t, name), pred)))
+        presets = ("authors", "viscy") if variants else ()
+        if "mse_term" in str(op.default._schema):  # this build only: the trained objective
+            presets += ("trained",)
+        for preset in presets:  # the op itself, with the preset's options: the same call for either library
+            options = dict(spotlight_ops.presets.PRESETS[preset])
+            given = options.pop("threshold", None)
+            cases.append((f"{label}, preset {preset}", fwd_bwd(
+                lambda p=pred, t=target, th=given, o=options: op(p, t, th, **o), pred)))
     timer = Timer(device)
     print(json.dumps([name for name, _ in cases]), flush=True)
     for line in sys.stdin:
@@ -605,7 +682,8 @@ def main() -> None:
         f"Medians over up to {repeats} round-robin rounds after {warmup} warm-up rounds (cases slower than 0.25 s "
         "per call get fewer rounds: see `runs`); in a round, every case is called twice and the second call is "
         "timed. torch.compile's time to compile (cold, caches off) is in parentheses, not in the medians. "
-        "float32, reduction \"batch\", defaults of SPEC 10. "
+        "float32, reduction \"batch\", defaults of SPEC 10, except the trained objective's rows (preset "
+        "\"trained\": the MSE over every voxel, T = 0). "
         "\"spotlight is x faster\" is the peer's median over spotlight's for the same computation. "
         "GB/s counts bytes read + written once per call (loss forward+backward: 5 tensors; Otsu: 1; copy: 2); "
         "\"% of copy GB/s\" is against the faster of the two torch copy_ rows.",

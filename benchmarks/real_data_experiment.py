@@ -242,20 +242,14 @@ def _mean_sd(values: list) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs (load average "
-            f"{load:.1f} when the page was written), Python {platform.python_version()}, torch {torch.__version__}; "
-            f"each training on one thread (`num_threads=1`), CPU")
+    from spotlight_ops.machine import cpu_model, load_average
+
+    load = load_average()
+    return (f"{platform.system()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} logical CPUs (load average "
+            f"{load[0] if load else float('nan'):.1f} when the page was written), Python {platform.python_version()}, "
+            f"torch {torch.__version__}; each training on one thread (`num_threads=1`), CPU")
 
 
 def write_page(args: argparse.Namespace, held: HeldOut, curves: dict, evaluations: dict, seconds: dict) -> None:

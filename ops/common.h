@@ -51,19 +51,25 @@ inline void check_floating(const Tensor& t, const char* name) {
               t.layout());
 }
 
-// Samples are the indices of dim 0; voxels the rest (SPEC preamble).
-inline std::pair<int64_t, int64_t> samples_and_voxels(const Tensor& t, const char* name) {
+// Samples are the indices of dim 0; voxels the rest (SPEC preamble). Sizes
+// may be symbolic (the meta kernels under torch.compile and torch.export).
+inline std::pair<c10::SymInt, c10::SymInt> sym_samples_and_voxels(const Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.dim() >= 1, "spotlight: ", name,
                     " must have a batch dimension (at least 1 dim), got a 0-dim tensor");
-  const int64_t samples = t.size(0);
-  TORCH_CHECK_VALUE(samples > 0 && t.numel() > 0, "spotlight: ", name,
-                    " must hold at least one sample of at least one voxel, got shape ", t.sizes());
-  return {samples, t.numel() / samples};
+  const c10::SymInt samples = t.sym_size(0);
+  TORCH_CHECK_VALUE(samples > 0 && t.sym_numel() > 0, "spotlight: ", name,
+                    " must hold at least one sample of at least one voxel, got shape ", t.sym_sizes());
+  return {samples, t.sym_numel() / samples};
+}
+
+inline std::pair<int64_t, int64_t> samples_and_voxels(const Tensor& t, const char* name) {
+  const auto [samples, voxels] = sym_samples_and_voxels(t, name);
+  return {samples.expect_int(), voxels.expect_int()};
 }
 
 inline void check_same(const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
-  TORCH_CHECK_VALUE(a.sizes() == b.sizes(), "spotlight: ", b_name, " must have the shape of ", a_name, " ",
-                    a.sizes(), ", got ", b.sizes());
+  TORCH_CHECK_VALUE(a.sym_sizes() == b.sym_sizes(), "spotlight: ", b_name, " must have the shape of ", a_name, " ",
+                    a.sym_sizes(), ", got ", b.sym_sizes());
   TORCH_CHECK_TYPE(a.scalar_type() == b.scalar_type(), "spotlight: ", b_name, " must have the dtype of ", a_name,
                    " (", a.scalar_type(), "), got ", b.scalar_type());
   TORCH_CHECK(a.device() == b.device(), "spotlight: ", b_name, " must be on the device of ", a_name, " (",
@@ -74,57 +80,24 @@ inline void check_mask(const Tensor& mask, const Tensor& like, const char* like_
   TORCH_CHECK(mask.defined(), "spotlight: mask must be a tensor, got None");
   TORCH_CHECK_TYPE(mask.scalar_type() == at::kBool, "spotlight: mask must be a bool tensor, got ",
                    mask.scalar_type());
-  TORCH_CHECK_VALUE(mask.sizes() == like.sizes(), "spotlight: mask must have the shape of ", like_name, " ",
-                    like.sizes(), ", got ", mask.sizes());
+  TORCH_CHECK_VALUE(mask.sym_sizes() == like.sym_sizes(), "spotlight: mask must have the shape of ", like_name, " ",
+                    like.sym_sizes(), ", got ", mask.sym_sizes());
   TORCH_CHECK(mask.device() == like.device(), "spotlight: mask must be on the device of ", like_name, " (",
               like.device(), "), got ", mask.device());
 }
 
-// The ops' string options, parsed once by the header's parsers (spotlight/core/options.hpp);
-// a bad name is a ValueError naming the argument.
-inline spotlight::Reduction parse_reduction(c10::string_view name) {
-  return translate_errors([&] { return spotlight::parse_reduction(std::string_view(name.data(), name.size())); });
-}
-
-inline spotlight::MseNormalization parse_mse_normalization(c10::string_view name) {
-  return translate_errors(
-      [&] { return spotlight::parse_mse_normalization(std::string_view(name.data(), name.size())); });
+// An op's string option, parsed by the header's parser
+// (spotlight/core/options.hpp); a bad name is a ValueError naming the argument.
+template <class E>
+E parse(c10::string_view name) {
+  return translate_errors([&] { return spotlight::parse_option<E>(std::string_view(name.data(), name.size())); });
 }
 
 inline void check_eps(double eps) {
   translate_errors([&] { spotlight::check_eps(eps); });
 }
 
-inline spotlight::LossOptions loss_options(double lam, double k, double eps, int64_t bins,
-                                           c10::string_view mse_normalization, c10::string_view reduction) {
-  spotlight::LossOptions opt;
-  opt.lam = lam;
-  opt.k = k;
-  opt.eps = eps;
-  translate_errors([&] { spotlight::check_bins(bins); });
-  opt.bins = static_cast<int>(bins);
-  opt.mse_normalization = parse_mse_normalization(mse_normalization);
-  opt.reduction = parse_reduction(reduction);
-  translate_errors([&] { opt.validate(); });
-  return opt;
-}
-
 // The accumulation dtype of a tensor dtype: float64 for float64, else float32.
 inline at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
-// Per-sample thresholds for `loss`: a given 0-dim, [1] or [N] tensor, broadcast
-// to [N] in the accumulation dtype; an undefined result means "Otsu per sample".
-inline Tensor given_thresholds(const std::optional<Tensor>& threshold, const Tensor& pred, int64_t samples) {
-  if (!threshold.has_value() || !threshold->defined()) return Tensor();
-  const Tensor& t = *threshold;
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()) || at::isIntegralType(t.scalar_type(), false),
-                   "spotlight: threshold must be a real-valued tensor, got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.dim() == 0 || (t.dim() == 1 && (t.size(0) == samples || t.size(0) == 1)),
-                    "spotlight: threshold must be a 0-dim tensor or hold 1 value or one value per sample (", samples,
-                    "), got shape ", t.sizes());
-  TORCH_CHECK(t.device() == pred.device(), "spotlight: threshold must be on the device of pred (", pred.device(),
-              "), got ", t.device());
-  return t.to(acc_dtype(pred.scalar_type())).reshape({-1}).expand({samples}).contiguous();
-}
 
 }  // namespace spotlight_ops

@@ -19,23 +19,14 @@ inline const auto& otsu_threshold() {
   return op;
 }
 
-inline const auto& loss() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("spotlight::loss", "")
-                             .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, double, double,
-                                           double, int64_t, c10::string_view, c10::string_view, c10::string_view, const std::optional<Tensor>&, c10::string_view,
-                                           c10::string_view, c10::string_view, bool)>();
-  return op;
-}
-
+// The loss's private ops carry the options packed (ops/loss/loss_options.h).
 inline const auto& loss_forward() {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("spotlight::_loss_forward", "")
-          .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const std::optional<Tensor>&,
-                                                    double, double, double, int64_t, c10::string_view,
-                                                    c10::string_view, c10::string_view, const std::optional<Tensor>&, c10::string_view,
-                                           c10::string_view, c10::string_view, bool)>();
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("spotlight::_loss_forward", "")
+                             .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&,
+                                                                       const std::optional<Tensor>&,
+                                                                       const std::optional<Tensor>&,
+                                                                       c10::ArrayRef<double>)>();
   return op;
 }
 
@@ -43,10 +34,8 @@ inline const auto& loss_backward() {
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("spotlight::_loss_backward", "")
-          .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                            const Tensor&, double, double, double, c10::string_view,
-                                            c10::string_view, bool, c10::string_view, const std::optional<Tensor>&, c10::string_view,
-                                           c10::string_view, c10::string_view, bool)>();
+          .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                            const std::optional<Tensor>&, c10::ArrayRef<double>, bool)>();
   return op;
 }
 

@@ -6,45 +6,27 @@
 // with_defaults.
 #include <torch/library.h>
 
-#include <charconv>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <utility>
 
+#include "ops/loss/loss_options.h"
 #include "spotlight/core/options.hpp"
 
 namespace {
 
-// A default as schema text: the shortest decimal that reads back as the same
-// double, an integer, True/False, or an enum's quoted name.
-std::string schema_value(double v) {
-  char buf[32];
-  return {buf, std::to_chars(buf, buf + sizeof buf, v).ptr};
-}
-std::string schema_value(int v) { return std::to_string(v); }
-std::string schema_value(bool v) { return v ? "True" : "False"; }
-template <class E>
-  requires std::is_enum_v<E>
-std::string schema_value(E v) {
-  return "\"" + std::string(spotlight::option_name(v)) + "\"";
-}
-
-// `schema` with every {parameter} replaced by its default.
+// `schema` with every {parameter} replaced by its default, and {options} by
+// every loss option (spotlight_ops::options_schema).
 std::string with_defaults(std::string_view schema) {
   namespace d = spotlight::defaults;
+  using spotlight_ops::schema_value;
   const std::pair<std::string_view, std::string> values[] = {
-      {"{lam}", schema_value(d::kLam)},
+      {"{options}", spotlight_ops::options_schema()},
       {"{k}", schema_value(d::kK)},
       {"{eps}", schema_value(d::kEps)},
       {"{bins}", schema_value(d::kBins)},
       {"{mse_normalization}", schema_value(d::kMseNormalization)},
       {"{reduction}", schema_value(d::kReduction)},
-      {"{soft_mask}", schema_value(d::kSoftMask)},
-      {"{mask_rule}", schema_value(d::kMaskRule)},
-      {"{dice_denominator}", schema_value(d::kDiceDenominator)},
-      {"{empty_pools}", schema_value(d::kEmptyPools)},
-      {"{per_channel}", schema_value(d::kPerChannel)},
   };
   std::string out(schema);
   for (const auto& [key, value] : values)
@@ -69,7 +51,7 @@ TORCH_LIBRARY(spotlight, m) {
       "masked_mse(Tensor pred, Tensor target, Tensor mask, str mse_normalization={mse_normalization}, "
       "str reduction={reduction}) -> Tensor").c_str());
   m.def(with_defaults("soft_dice(Tensor soft, Tensor mask, float eps={eps}, str reduction={reduction}) -> Tensor").c_str());
-  // (value, per-sample sums [N, 6] float64: spotlight::LossSums, the state of the backward)
+  // (value, per-sample sums [N, F] float64: spotlight::LossSums, the state of the backward)
   m.def(
       "_masked_mse_forward(Tensor pred, Tensor target, Tensor mask, str mse_normalization, str reduction) -> "
       "(Tensor, Tensor)");
@@ -80,25 +62,29 @@ TORCH_LIBRARY(spotlight, m) {
   m.def("_soft_dice_forward(Tensor soft, Tensor mask, float eps, str reduction) -> (Tensor, Tensor)");
   // (grad_soft; soft gives its dtype, shape and device: the gradient does not read its values)
   m.def("_soft_dice_backward(Tensor grad, Tensor soft, Tensor mask, Tensor sums, float eps, str reduction) -> Tensor");
+  // The fused loss; its options are the list of core/options.hpp, by name.
+  m.def(with_defaults("loss(Tensor pred, Tensor target, Tensor? threshold=None, {options}) -> Tensor").c_str());
+  m.def(with_defaults("loss.float_threshold(Tensor pred, Tensor target, float threshold, {options}) -> Tensor").c_str());
+  // (loss, per-pool sums [pools, F] float64: spotlight::LossSums, not differentiable): the loss
+  // with the counts its pass makes, for the collapse guard (spotlight_ops.collapse).
   m.def(with_defaults(
-      "loss(Tensor pred, Tensor target, Tensor? threshold=None, float lam={lam}, float k={k}, "
-      "float eps={eps}, int bins={bins}, str mse_normalization={mse_normalization}, str reduction={reduction}, "
-      "*, str soft_mask={soft_mask}, Tensor? mask=None, str mask_rule={mask_rule}, str dice_denominator={dice_denominator}, "
-      "str empty_pools={empty_pools}, bool per_channel={per_channel}) -> Tensor").c_str());
+      "_loss_and_sums(Tensor pred, Tensor target, Tensor? threshold=None, {options}) -> (Tensor, Tensor)").c_str());
   m.def(with_defaults(
-      "loss.float_threshold(Tensor pred, Tensor target, float threshold, float lam={lam}, float k={k}, "
-      "float eps={eps}, int bins={bins}, str mse_normalization={mse_normalization}, str reduction={reduction}, "
-      "*, str soft_mask={soft_mask}, Tensor? mask=None, str mask_rule={mask_rule}, str dice_denominator={dice_denominator}, "
-      "str empty_pools={empty_pools}, bool per_channel={per_channel}) -> Tensor").c_str());
+      "_loss_and_sums.float_threshold(Tensor pred, Tensor target, float threshold, {options}) -> (Tensor, Tensor)")
+            .c_str());
+  // Below autograd, the options travel packed (spotlight_ops::pack_options).
   // (loss: [] or [pools] in pred's dtype ([N, C] for "none" per channel), thresholds [pools],
-  // per-pool sums [pools, 6] float64); pools: N, or N * C per channel.
-  m.def(with_defaults(
-      "_loss_forward(Tensor pred, Tensor target, Tensor? threshold, float lam, float k, float eps, int bins, "
-      "str mse_normalization, str reduction, *, str soft_mask={soft_mask}, Tensor? mask=None, str mask_rule={mask_rule}, str dice_denominator={dice_denominator}, "
-      "str empty_pools={empty_pools}, bool per_channel={per_channel}) -> (Tensor, Tensor, Tensor)").c_str());
+  // per-pool sums [pools, F] float64); pools: N, or N * C per channel.
+  m.def("_loss_forward(Tensor pred, Tensor target, Tensor? threshold, Tensor? mask, float[] options) -> "
+        "(Tensor, Tensor, Tensor)");
   // (grad_pred, grad_target: empty unless target_grad)
-  m.def(with_defaults(
-      "_loss_backward(Tensor grad, Tensor pred, Tensor target, Tensor thresholds, Tensor sums, float lam, "
-      "float k, float eps, str mse_normalization, str reduction, bool target_grad, *, str soft_mask={soft_mask}, Tensor? mask=None, str mask_rule={mask_rule}, str dice_denominator={dice_denominator}, "
-      "str empty_pools={empty_pools}, bool per_channel={per_channel}) -> (Tensor, Tensor)").c_str());
+  m.def("_loss_backward(Tensor grad, Tensor pred, Tensor target, Tensor thresholds, Tensor sums, Tensor? mask, "
+        "float[] options, bool target_grad) -> (Tensor, Tensor)");
+  // [..., 2] float64: the voxels predicted above T and the voxels of the mask M, over the pools of sums
+  // [..., pools, F] (the collapse guard's counts).
+  m.def("_loss_counts(Tensor sums) -> Tensor");
+  // "name=value" options checked (spotlight/core/option_text.hpp) and packed (ops/loss/loss_options.h):
+  // how the Python front ends check values that no schema type holds (bins=2.5, a YAML "5e-1"), with the
+  // message of the option's check.
+  m.def("_pack_loss_options(str[] options) -> float[]");
 }

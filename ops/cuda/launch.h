@@ -46,7 +46,7 @@ cudaError_t tunable_sigmoid_double_backward(DType dtype, const void* grad_out, c
                                             int64_t count, double k, void* grad_x, cudaStream_t stream);
 
 // masked_mse and soft_dice; out: loss_output_size(reduction, samples) values of dtype;
-// sums: [samples, 6] float64 (spotlight::LossSums), the state the backward reads.
+// sums: [samples, LossSums::kFields] float64 (spotlight::LossSums), the state the backward reads.
 size_t term_workspace_bytes(DType dtype, int64_t samples, int64_t voxels);
 cudaError_t masked_mse(DType dtype, const void* pred, const void* target, const bool* mask, int64_t samples,
                        int64_t voxels, spotlight::MseNormalization mse_normalization, spotlight::Reduction reduction,
@@ -68,7 +68,7 @@ cudaError_t soft_dice_backward(DType dtype, const double* grad, const bool* mask
 
 // The fused loss. given_thresholds: null (Otsu per sample) or [samples] of the
 // accumulation dtype (float64 for float64, else float32), as are thresholds;
-// sums: [samples, 6] float64 (spotlight::LossSums); loss: dtype.
+// sums: [samples, LossSums::kFields] float64 (spotlight::LossSums); loss: dtype.
 size_t loss_forward_workspace_bytes(DType dtype, int64_t samples, int64_t voxels, int bins, bool otsu);
 cudaError_t loss_forward(DType dtype, const void* pred, const void* target, int64_t samples, int64_t voxels,
                          const void* given_thresholds, const spotlight::LossOptions& opt, void* loss,

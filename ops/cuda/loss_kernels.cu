@@ -6,7 +6,7 @@
 
 namespace spotlight_ops::cuda {
 
-// The [samples, 5] float64 sums tensor is read as LossSums records.
+// The [samples, LossSums::kFields] float64 sums tensor is read as LossSums records.
 static_assert(sizeof(spotlight::LossSums) == spotlight::LossSums::kFields * sizeof(double));
 static_assert(alignof(spotlight::LossSums) == alignof(double));
 

@@ -7,7 +7,7 @@ namespace spotlight_ops::cuda {
 
 namespace {
 
-// The [samples, 6] float64 sums tensor is read as LossSums records.
+// The [samples, LossSums::kFields] float64 sums tensor is read as LossSums records.
 spotlight::LossSums* as_sums(double* sums) { return reinterpret_cast<spotlight::LossSums*>(sums); }
 const spotlight::LossSums* as_sums(const double* sums) { return reinterpret_cast<const spotlight::LossSums*>(sums); }
 

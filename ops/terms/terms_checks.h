@@ -19,8 +19,8 @@ struct TermsCall {
 inline TermsCall check_masked_mse_call(const Tensor& pred, const Tensor& target, const Tensor& mask,
                                        c10::string_view mse_normalization, c10::string_view reduction) {
   TermsCall call;
-  call.mse_normalization = parse_mse_normalization(mse_normalization);
-  call.reduction = parse_reduction(reduction);
+  call.mse_normalization = parse<spotlight::MseNormalization>(mse_normalization);
+  call.reduction = parse<spotlight::Reduction>(reduction);
   check_floating(pred, "pred");
   check_floating(target, "target");
   check_same(pred, "pred", target, "target");
@@ -32,7 +32,7 @@ inline TermsCall check_masked_mse_call(const Tensor& pred, const Tensor& target,
 inline TermsCall check_soft_dice_call(const Tensor& soft, const Tensor& mask, double eps,
                                       c10::string_view reduction) {
   TermsCall call;
-  call.reduction = parse_reduction(reduction);
+  call.reduction = parse<spotlight::Reduction>(reduction);
   check_eps(eps);
   call.eps = eps;
   check_floating(soft, "soft");
@@ -50,8 +50,9 @@ inline void check_term_state(const Tensor& grad, const Tensor& sums, const Tenso
                     grad.sizes());
   TORCH_CHECK_VALUE(sums.dim() == 2 && sums.size(0) == call.samples &&
                         sums.size(1) == spotlight::LossSums::kFields && sums.scalar_type() == at::kDouble,
-                    "spotlight: sums must be float64 [", call.samples, ", ", spotlight::LossSums::kFields, "], got ",
-                    sums.sizes(), " ", sums.scalar_type());
+                    "spotlight: sums must be the forward's, float64 [", call.samples, ", ",
+                    spotlight::LossSums::kFields, "], got ", sums.sizes(),
+                    sums.scalar_type() == at::kDouble ? "" : " of another dtype");
   TORCH_CHECK(grad.device() == like.device() && sums.device() == like.device(),
               "spotlight: grad and sums must be on the device of ", like_name, " (", like.device(), ")");
 }
@@ -62,7 +63,7 @@ inline Tensor empty_term_output(const Tensor& like, const TermsCall& call) {
                                                        : at::empty({}, like.options());
 }
 
-// The per-sample sums the forward saves, [N, 6] float64 (spotlight::LossSums).
+// The per-sample sums the forward saves, [N, LossSums::kFields] float64 (spotlight::LossSums).
 inline Tensor empty_term_sums(const Tensor& like, const TermsCall& call) {
   return at::empty({call.samples, spotlight::LossSums::kFields}, like.options().dtype(at::kDouble));
 }

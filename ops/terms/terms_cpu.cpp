@@ -14,7 +14,7 @@
 namespace spotlight_ops {
 namespace {
 
-// (value, sums [N, 6] float64)
+// (value, sums [N, LossSums::kFields] float64)
 std::tuple<Tensor, Tensor> masked_mse_forward_cpu(const Tensor& pred, const Tensor& target, const Tensor& mask,
                                                   c10::string_view mse_normalization, c10::string_view reduction) {
   const TermsCall call = check_masked_mse_call(pred, target, mask, mse_normalization, reduction);

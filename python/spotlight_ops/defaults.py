@@ -1,11 +1,11 @@
-"""The Spotlight loss's defaults and option names, defined once for Python (SPEC 3-5, 10, 11).
+"""The Spotlight loss's defaults and option names, defined once for Python (SPEC 3-5, 10-12).
 
-Every Python signature, check and report (functional API, ``SpotlightLoss``, the fake kernels,
-the float64 reference, the presets, the training config, the benchmarks) takes its defaults and
+Every Python signature, check and report (functional API, ``SpotlightLoss``, the float64
+reference, the presets, the training config and command, the benchmarks) takes its defaults and
 its lists of allowed strings from here. The C++ side defines the same values once in
-``include/spotlight/core/options.hpp`` and states them in the op schemas;
-``tests/python/test_defaults.py`` checks this module against those schemas, against the SPEC's
-numbers and against the README and docs tables that state them.
+``include/spotlight/core/options.hpp`` (whose list of options writes the op schemas and does
+every check); ``tests/python/test_defaults.py`` checks this module against those schemas,
+against the SPEC's numbers and against the README and docs tables that state them.
 
 No torch import: ``spotlight --help`` reads these without loading torch.
 """
@@ -16,31 +16,26 @@ LAM = 0.5  # weight of the MSE term; 1 - LAM weighs the Dice term (SPEC 4)
 K = -0.95  # tunable-sigmoid steepness, in (-1, 1) (SPEC 3)
 EPS = 1e-6  # Dice smoothing (SPEC 4)
 BINS = 256  # Otsu histogram bins (SPEC 1)
+PER_CHANNEL = False  # pools per sample, not per (sample, channel) (SPEC 5 and 11)
 
-# Allowed strings of each option, the default first.
-REDUCTIONS = ("batch", "mean", "sum", "none")  # SPEC 5 (plus PyTorch's "sum")
-MSE_NORMALIZATIONS = ("foreground", "all")  # SPEC 4
-SOFT_MASKS = ("clamped", "unclamped", "viscy")  # SPEC 3 and 11
-MASK_RULES = ("greater", "greater_equal")  # SPEC 2 and 11
-DICE_DENOMINATORS = ("linear", "squared")  # SPEC 4 and 11
-EMPTY_POOLS = ("spotlight", "viscy")  # SPEC 4 and 11
-
-REDUCTION = REDUCTIONS[0]
-MSE_NORMALIZATION = MSE_NORMALIZATIONS[0]
-SOFT_MASK = SOFT_MASKS[0]
-MASK_RULE = MASK_RULES[0]
-DICE_DENOMINATOR = DICE_DENOMINATORS[0]
-EMPTY_POOL = EMPTY_POOLS[0]
-
-# The string options of ``spotlight_ops.loss`` by argument name.
+# Allowed strings of each string option of ``spotlight_ops.loss``, by argument name, the default first.
 CHOICES = {
-    "reduction": REDUCTIONS,
-    "mse_normalization": MSE_NORMALIZATIONS,
-    "soft_mask": SOFT_MASKS,
-    "mask_rule": MASK_RULES,
-    "dice_denominator": DICE_DENOMINATORS,
-    "empty_pools": EMPTY_POOLS,
+    "reduction": ("batch", "mean", "sum", "none"),  # SPEC 5 (plus PyTorch's "sum")
+    "mse_normalization": ("foreground", "all"),  # SPEC 4
+    "soft_mask": ("clamped", "unclamped", "viscy"),  # SPEC 3 and 11
+    "mask_rule": ("greater", "greater_equal"),  # SPEC 2 and 11
+    "dice_denominator": ("linear", "squared"),  # SPEC 4 and 11
+    "empty_pools": ("spotlight", "viscy"),  # SPEC 4 and 11
+    "mse_term": ("masked", "plain"),  # SPEC 4, 11 and 12: the paper's masked MSE, or the MSE over every voxel
 }
+
+REDUCTION = CHOICES["reduction"][0]
+MSE_NORMALIZATION = CHOICES["mse_normalization"][0]
+SOFT_MASK = CHOICES["soft_mask"][0]
+MASK_RULE = CHOICES["mask_rule"][0]
+DICE_DENOMINATOR = CHOICES["dice_denominator"][0]
+EMPTY_POOLS = CHOICES["empty_pools"][0]
+MSE_TERM = CHOICES["mse_term"][0]
 
 # Every defaulted argument of ``spotlight_ops.loss`` (and of ``torch.ops.spotlight.loss``).
 LOSS_DEFAULTS = {
@@ -51,18 +46,32 @@ LOSS_DEFAULTS = {
     "bins": BINS,
     "mse_normalization": MSE_NORMALIZATION,
     "reduction": REDUCTION,
-    "soft_mask": SOFT_MASK,
     "mask": None,
+    "soft_mask": SOFT_MASK,
     "mask_rule": MASK_RULE,
     "dice_denominator": DICE_DENOMINATOR,
-    "empty_pools": EMPTY_POOL,
-    "per_channel": False,
+    "empty_pools": EMPTY_POOLS,
+    "per_channel": PER_CHANNEL,
+    "mse_term": MSE_TERM,
 }
 
+# The options proper (numbers, flags and names; not the threshold and mask tensors), by argument name,
+# with the Python type the op schema takes each as: float, int, bool or str.
+OPTIONS = {name: type(value) for name, value in LOSS_DEFAULTS.items() if value is not None}
 
-def check_choice(name: str, value: str) -> None:
-    """Raises ValueError naming ``name`` when ``value`` is not one of :data:`CHOICES` ``[name]``."""
-    allowed = CHOICES[name]
-    if value not in allowed:
-        listed = ", ".join(repr(c) for c in allowed)
-        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+# What each option does, in one line (``spotlight train --help``; docs/variants.md has the formulas).
+OPTION_HELP = {
+    "lam": "weight of the MSE term; 1 - lam weighs the Dice term",
+    "k": "tunable-sigmoid steepness in (-1, 1)",
+    "eps": "Dice smoothing",
+    "bins": "Otsu histogram bins, in [2, 65536] (where T is each sample's Otsu threshold)",
+    "mse_normalization": "the masked MSE term's denominator: the foreground count or every voxel",
+    "reduction": "how pools combine (batch: one pool of the whole batch)",
+    "soft_mask": "the soft mask of P - T",
+    "mask_rule": "the foreground: Y > T (greater) or Y >= T (greater_equal)",
+    "dice_denominator": "sum(S) + sum(M) + eps (linear) or sum(S^2) + sum(M) + eps (squared)",
+    "empty_pools": "what a pool with an empty or full mask contributes",
+    "per_channel": "a pool per (sample, channel) instead of per sample",
+    "mse_term": "the MSE term: over every voxel (plain, against the collapse of docs/collapse.md) or over the "
+                "target's foreground (masked, the paper's)",
+}

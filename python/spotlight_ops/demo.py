@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import time
@@ -49,6 +47,7 @@ from .data import synthetic
 from .evaluation import run_evaluation
 from .evaluation.pixel_metrics import pearson
 from .evaluation.report import differences_table, pattern_lines, summary_table
+from .machine import machine_description
 
 FULL = {"n_train": 6, "n_test": 2, "shape": (32, 96, 96), "iterations": 500, "depth": 2, "base_channels": 8,
         "patch_size": (16, 32, 32), "batch_size": 8, "lr": 1e-3}
@@ -176,18 +175,6 @@ def _train_or_continue(config, run_dir: Path, say) -> None:
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo's own output folder
     train(config)
-
-
-def machine_description(num_threads: Optional[int] = None) -> str:
-    """Host, CPU count, torch threads and load average: where the numbers of a report were measured."""
-    import torch
-
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    threads = num_threads if num_threads is not None else torch.get_num_threads()
-    return (f"{platform.node() or 'unknown host'} ({platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"torch {torch.__version__} with {threads} threads, "
-            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}); "
-            f"load average {load}")
 
 
 def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto", progress: bool = True,

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 # The defaults and option names only (spotlight_ops.defaults); the math below is this module's own.
-from .defaults import (BINS, DICE_DENOMINATOR, DICE_DENOMINATORS, EMPTY_POOL, EMPTY_POOLS, EPS, K, LAM, MASK_RULE,
-                       MASK_RULES, MSE_NORMALIZATION, MSE_NORMALIZATIONS, REDUCTION, REDUCTIONS, SOFT_MASK, SOFT_MASKS)
+from .defaults import (BINS, CHOICES, DICE_DENOMINATOR, EMPTY_POOLS, EPS, K, LAM, MASK_RULE, MSE_NORMALIZATION,
+                       MSE_TERM, PER_CHANNEL, REDUCTION, SOFT_MASK)
 
 
 def _samples(x: Tensor) -> Tensor:
@@ -89,11 +89,10 @@ def _reduce(values: Tensor, reduction: str) -> Tensor:
     return values.mean() if reduction == "mean" else values[0]
 
 
-def _check(reduction: str, mse_normalization: str = MSE_NORMALIZATION) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if mse_normalization not in MSE_NORMALIZATIONS:
-        raise ValueError(f"mse_normalization must be one of {MSE_NORMALIZATIONS}, got {mse_normalization!r}")
+def _check(**options: str) -> None:
+    for name, value in options.items():
+        if value not in CHOICES[name]:
+            raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
 
 
 def _poison(*xs: Tensor, reduction: str) -> Tensor:
@@ -105,7 +104,7 @@ def _poison(*xs: Tensor, reduction: str) -> Tensor:
 def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: str = MSE_NORMALIZATION,
                reduction: str = REDUCTION) -> Tensor:
     """sum(M (Y - P)^2) / D per pool; D = sum(M) or the voxel count; 0 when D = 0."""
-    _check(reduction, mse_normalization)
+    _check(reduction=reduction, mse_normalization=mse_normalization)
     p, y, m = _samples(pred).double(), _samples(target).double(), _samples(mask).double()
     se = _pool(m * (y - p) ** 2, reduction)
     d = _pool(m, reduction) if mse_normalization == "foreground" else _pool(torch.ones_like(m), reduction)
@@ -115,7 +114,7 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor, mse_normalization: st
 
 def soft_dice(soft: Tensor, mask: Tensor, eps: float = EPS, reduction: str = REDUCTION) -> Tensor:
     """1 - 2 sum(S M) / (sum(S) + sum(M) + eps) per pool."""
-    _check(reduction)
+    _check(reduction=reduction)
     s, m = _samples(soft).double(), _samples(mask).double()
     dice = 1.0 - 2.0 * _pool(s * m, reduction) / (_pool(s, reduction) + _pool(m, reduction) + eps)
     return _reduce(dice + _poison(soft, reduction=reduction), reduction).to(soft.dtype)
@@ -137,15 +136,13 @@ def _soft(x: Tensor, k: float, soft_mask: str) -> Tensor:
 def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = LAM, k: float = K, eps: float = EPS,
          bins: int = BINS, mse_normalization: str = MSE_NORMALIZATION, reduction: str = REDUCTION, *,
          soft_mask: str = SOFT_MASK, mask: Tensor | None = None, mask_rule: str = MASK_RULE,
-         dice_denominator: str = DICE_DENOMINATOR, empty_pools: str = EMPTY_POOL, per_channel: bool = False) -> Tensor:
-    """lam * MMSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred,
-    and every variant of SPEC section 11 (see ``spotlight_ops.functional.loss``)."""
-    _check(reduction, mse_normalization)
-    for name, value, allowed in (("soft_mask", soft_mask, SOFT_MASKS), ("mask_rule", mask_rule, MASK_RULES),
-                                 ("dice_denominator", dice_denominator, DICE_DENOMINATORS),
-                                 ("empty_pools", empty_pools, EMPTY_POOLS)):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+         dice_denominator: str = DICE_DENOMINATOR, empty_pools: str = EMPTY_POOLS, per_channel: bool = PER_CHANNEL,
+         mse_term: str = MSE_TERM) -> Tensor:
+    """lam * MSE + (1 - lam) * Dice with M = target > T and S the soft mask of pred, the MSE over
+    the mask (masked) or every voxel (plain), and every variant of SPEC section 11 (see
+    ``spotlight_ops.functional.loss``)."""
+    _check(reduction=reduction, mse_normalization=mse_normalization, soft_mask=soft_mask, mask_rule=mask_rule,
+           dice_denominator=dice_denominator, empty_pools=empty_pools, mse_term=mse_term)
     n = pred.shape[0]
     rows = n * pred.shape[1] if per_channel else n
     p, y = pred.reshape(rows, -1), target.reshape(rows, -1)
@@ -171,12 +168,14 @@ def loss(pred: Tensor, target: Tensor, threshold=None, lam: float = LAM, k: floa
     b = _pool(s_den, reduction) + fg + eps
     dice = 1.0 - 2.0 * _pool(s * m, reduction) / b
     poison = _poison(pred.reshape(rows, -1), target.reshape(rows, -1), reduction=reduction)
-    if empty_pools == "spotlight":
+    plain = _pool(sq, reduction) / voxels  # the MSE over every voxel of the pool
+    if mse_term == "plain":
+        mmse = plain
+    elif empty_pools == "spotlight":
         mmse = torch.where(d > 0, se / d.clamp_min(1e-300), torch.zeros_like(se))
-        dice_weight = torch.ones_like(dice)
     else:  # VisCy: masked MSE over D + eps; a pool with no foreground takes its plain MSE
-        mmse = torch.where(fg > 0, se / (d + eps), _pool(sq, reduction) / voxels)
-        dice_weight = ((fg > 0) & (fg < voxels)).double()
+        mmse = torch.where(fg > 0, se / (d + eps), plain)
+    dice_weight = torch.ones_like(dice) if empty_pools == "spotlight" else ((fg > 0) & (fg < voxels)).double()
     mmse, dice = mmse + poison, dice + poison
     per_pool = lam * mmse + (1.0 - lam) * dice_weight * dice
     if reduction == "mean" and empty_pools == "viscy":

@@ -64,6 +64,7 @@ struct Variant {
   int soft_mask = 0;  // 0 clamped, 1 unclamped (authors), 2 VisCy
   bool greater_equal = false, squared = false, viscy_pools = false, fg_norm = true;
   const bool* mask = nullptr;
+  bool plain = false;  // the MSE term over every voxel of the pool
 };
 
 inline double variant_soft(double x, double k, int soft_mask) {
@@ -98,6 +99,7 @@ inline PoolValue variant_pool(const double* p, const double* y, std::int64_t beg
     r.mse = fg > 0 ? se / (d + eps) : se_all / n;
     r.counts = (fg > 0 && fg < n) ? 1 : 0;
   }
+  if (v.plain) r.mse = se_all / n;
   r.dice = 1 - 2 * soft_fg / (soft + fg + eps);
   return r;
 }

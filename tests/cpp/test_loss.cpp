@@ -14,6 +14,7 @@
 #include "spotlight/cpu/loss.hpp"
 #include "spotlight/cpu/standardize.hpp"
 #include "spotlight/cpu/terms.hpp"
+#include "spotlight/core/option_text.hpp"
 #include "spotlight/core/options.hpp"
 
 namespace sc = spotlight::cpu;
@@ -147,6 +148,9 @@ TEST(LossPaths, EveryTaskSplitMatchesReferenceBitForBit) {
   o.reduction = Reduction::kNone;
   expect_every_split_alike<double>(b, o, true);
   expect_every_split_alike<float>(b, o, true);
+  o.mse_term = spotlight::MseTerm::kPlain;  // the default strips of the plain MSE term
+  expect_every_split_alike<double>(b, o, false);
+  expect_every_split_alike<float>(b, o, false);
   o.soft_mask = spotlight::SoftMask::kUnclamped;  // the variant strips
   o.mask_rule = spotlight::MaskRule::kGreaterEqual;
   o.dice_denominator = spotlight::DiceDenominator::kSquared;
@@ -258,18 +262,19 @@ TEST(Variants, ForwardAndBackwardMatchReference) {
   const double t = 0.25;
   int cases = 0;
   for (int soft_mask = 0; soft_mask < 3; ++soft_mask)
-    for (int rest = 0; rest < 8; ++rest)
+    for (int rest = 0; rest < 16; ++rest)
       for (auto red : {Reduction::kBatch, Reduction::kMean, Reduction::kSum, Reduction::kNone}) {
         LossOptions o;
         o.k = -0.9;
         o.lam = 0.4;
         o.reduction = red;
+        o.mse_term = rest & 8 ? spotlight::MseTerm::kPlain : spotlight::MseTerm::kMasked;
         o.soft_mask = static_cast<spotlight::SoftMask>(soft_mask);
         o.mask_rule = rest & 1 ? spotlight::MaskRule::kGreaterEqual : spotlight::MaskRule::kGreater;
         o.dice_denominator = rest & 2 ? spotlight::DiceDenominator::kSquared : spotlight::DiceDenominator::kLinear;
         o.empty_pools = rest & 4 ? spotlight::EmptyPools::kViscy : spotlight::EmptyPools::kSpotlight;
         o.mask = (soft_mask + rest) % 3 == 0 ? given : nullptr;
-        ref::Variant v{soft_mask, (rest & 1) != 0, (rest & 2) != 0, (rest & 4) != 0, true, o.mask};
+        ref::Variant v{soft_mask, (rest & 1) != 0, (rest & 2) != 0, (rest & 4) != 0, true, o.mask, (rest & 8) != 0};
         const std::vector<double> thr(b.samples, t);
         std::vector<double> loss(b.samples);
         const auto st = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, thr.data(), o,
@@ -304,7 +309,54 @@ TEST(Variants, ForwardAndBackwardMatchReference) {
         }
         ++cases;
       }
-  EXPECT_EQ(cases, 96);
+  EXPECT_EQ(cases, 192);
+}
+
+// The plain MSE term on the default per-voxel options (their own strips):
+// the reference's value for every reduction, with Otsu and given thresholds,
+// on every task split; and the count of voxels predicted above T.
+TEST(MseTerm, PlainOnTheDefaultPathMatchesReference) {
+  const Batch b = make_batch(3, 70001, 29);
+  for (auto red : {Reduction::kBatch, Reduction::kMean, Reduction::kSum, Reduction::kNone}) {
+    LossOptions o;
+    o.mse_term = spotlight::MseTerm::kPlain;
+    o.lam = 0.3;
+    o.reduction = red;
+    o.count_above = red != Reduction::kSum;  // counted, and not: the same losses
+    ASSERT_TRUE(o.default_variant());
+    for (const unsigned threads : {1u, 4u}) {  // whole samples (Otsu fused) and chunked
+      std::vector<double> loss(b.samples);
+      const auto st = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels,
+                                       static_cast<const double*>(nullptr), o, loss.data(), sc::ThreadExecutor(threads));
+      ref::Variant v;
+      v.plain = true;
+      std::vector<double> expected;
+      for (std::int64_t s = 0; s < b.samples; ++s) {  // each sample's Otsu T, one pool per sample
+        const Batch one{1, b.voxels, std::vector<double>(b.pred.begin() + s * b.voxels, b.pred.begin() + (s + 1) * b.voxels),
+                        std::vector<double>(b.target.begin() + s * b.voxels, b.target.begin() + (s + 1) * b.voxels)};
+        LossOptions single = o;
+        single.reduction = Reduction::kNone;
+        expected.push_back(variant_reference(one, st.thresholds[s], single, v)[0]);
+        std::int64_t above = 0;
+        for (double p : one.pred) above += p > st.thresholds[s];
+        EXPECT_EQ(st.sums[s].above, o.count_above ? static_cast<double>(above) : 0.0) << "sample " << s;
+      }
+      if (red == Reduction::kNone) {
+        for (std::int64_t s = 0; s < b.samples; ++s) EXPECT_NEAR(loss[s], expected[s], 1e-12 * expected[s]);
+      } else if (red != Reduction::kBatch) {
+        double sum = 0;
+        for (double e : expected) sum += e;
+        EXPECT_NEAR(loss[0], red == Reduction::kSum ? sum : sum / b.samples, 1e-12 * sum);
+      }
+    }
+    const std::vector<double> thr(b.samples, 0.5);  // given thresholds: the batch pool too
+    std::vector<double> loss(b.samples);
+    sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, thr.data(), o, loss.data());
+    ref::Variant v;
+    v.plain = true;
+    const auto expected = variant_reference(b, 0.5, o, v);
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(loss[i], expected[i], 1e-12 * expected[i]);
+  }
 }
 
 TEST(Variants, UnclampedSoftMasksRejectPositiveK) {
@@ -376,13 +428,13 @@ TEST(Loss, InvalidOptionsThrowNamingTheArgument) {
   EXPECT_THROW(sc::loss_forward(&p, &y, 1, 1, static_cast<const double*>(nullptr), o, &out), spotlight::Error);
   EXPECT_THROW(sc::loss_forward(&p, &y, 0, 1, static_cast<const double*>(nullptr), LossOptions{}, &out),
                spotlight::Error);
-  EXPECT_THROW(spotlight::parse_reduction("max"), spotlight::Error);
-  EXPECT_EQ(spotlight::parse_reduction("sum"), Reduction::kSum);
-  EXPECT_THROW(spotlight::parse_mse_normalization("bg"), spotlight::Error);
-  EXPECT_THROW(spotlight::parse_soft_mask("hard"), spotlight::Error);
-  EXPECT_THROW(spotlight::parse_mask_rule(">="), spotlight::Error);
-  EXPECT_THROW(spotlight::parse_dice_denominator("cubic"), spotlight::Error);
-  EXPECT_THROW(spotlight::parse_empty_pools("monai"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_option<Reduction>("max"), spotlight::Error);
+  EXPECT_EQ(spotlight::parse_option<Reduction>("sum"), Reduction::kSum);
+  EXPECT_THROW(spotlight::parse_option<spotlight::MseNormalization>("bg"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_option<spotlight::SoftMask>("hard"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_option<spotlight::MaskRule>(">="), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_option<spotlight::DiceDenominator>("cubic"), spotlight::Error);
+  EXPECT_THROW(spotlight::parse_option<spotlight::EmptyPools>("monai"), spotlight::Error);
 }
 
 // The message of the spotlight::Error that call() throws.
@@ -416,9 +468,10 @@ TEST(Options, NameTablesRoundTrip) {
   expect_round_trip<spotlight::MaskRule>(2);
   expect_round_trip<spotlight::DiceDenominator>(2);
   expect_round_trip<spotlight::EmptyPools>(2);
-  EXPECT_EQ(message([] { spotlight::parse_reduction("max"); }),
+  expect_round_trip<spotlight::MseTerm>(2);
+  EXPECT_EQ(message([] { spotlight::parse_option<Reduction>("max"); }),
             "spotlight: reduction must be one of 'batch', 'mean', 'sum', 'none', got 'max'");
-  EXPECT_EQ(message([] { spotlight::parse_mask_rule(">="); }),
+  EXPECT_EQ(message([] { spotlight::parse_option<spotlight::MaskRule>(">="); }),
             "spotlight: mask_rule must be 'greater' or 'greater_equal', got '>='");
   // LossOptions{} is spotlight::defaults, the paper's variant.
   const LossOptions o;
@@ -429,6 +482,83 @@ TEST(Options, NameTablesRoundTrip) {
   EXPECT_EQ(o.reduction, spotlight::defaults::kReduction);
   EXPECT_EQ(o.mse_normalization, spotlight::defaults::kMseNormalization);
   EXPECT_TRUE(o.default_variant());
+}
+
+// count_above adds the voxels predicted above T to every strip's sums (default
+// and variant, either MSE term, Otsu fused or given T) and changes no loss bit.
+TEST(Counts, EveryStripCountsPredictionsAboveT) {
+  Batch b = make_batch(3, 9000, 53);
+  std::vector<char> mask_bytes(b.pred.size());
+  for (size_t i = 0; i < mask_bytes.size(); ++i) mask_bytes[i] = (i * 31) % 7 < 3;
+  for (int variant = 0; variant < 4; ++variant)
+    for (const bool given : {false, true}) {
+      LossOptions o;
+      o.reduction = Reduction::kNone;
+      o.mse_term = variant & 1 ? spotlight::MseTerm::kPlain : spotlight::MseTerm::kMasked;
+      if (variant & 2) {
+        o.soft_mask = spotlight::SoftMask::kViscy;
+        o.mask = reinterpret_cast<const bool*>(mask_bytes.data());
+      }
+      const std::vector<double> thr(b.samples, 0.4);
+      const double* t = given ? thr.data() : nullptr;
+      std::vector<double> plain_loss(b.samples), counted_loss(b.samples);
+      const auto plain = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, t, o, plain_loss.data(),
+                                          sc::ThreadExecutor(2));
+      o.count_above = true;
+      const auto counted = sc::loss_forward(b.pred.data(), b.target.data(), b.samples, b.voxels, t, o,
+                                            counted_loss.data(), sc::ThreadExecutor(2));
+      EXPECT_EQ(plain_loss, counted_loss) << variant;
+      for (std::int64_t s = 0; s < b.samples; ++s) {
+        std::int64_t above = 0;
+        for (std::int64_t i = s * b.voxels; i < (s + 1) * b.voxels; ++i) above += b.pred[i] > counted.thresholds[s];
+        EXPECT_EQ(counted.sums[s].above, static_cast<double>(above)) << variant << " sample " << s;
+        EXPECT_EQ(plain.sums[s].above, 0.0);
+      }
+    }
+}
+
+// The list of options names each once, an enum by the name its table gives
+// the argument; the text parser reads every option and states each check's
+// rule with the text that failed.
+TEST(Options, ListAndTextParser) {
+  std::vector<std::string> names;
+  spotlight::for_each_option([&](const auto& o) {
+    using V = std::remove_cvref_t<decltype(LossOptions{}.*o.field)>;
+    if constexpr (std::is_enum_v<V>) EXPECT_EQ(o.name, spotlight::OptionNames<V>::argument);
+    for (const auto& seen : names) EXPECT_NE(seen, o.name);
+    names.emplace_back(o.name);
+  });
+  EXPECT_EQ(names.size(), 12u);
+  const std::vector<std::string_view> items = {"lam=0.25",      "k=-0.5",         "eps=0",
+                                               "bins=64",       "reduction=none", "per_channel=True",
+                                               "mse_term=plain", "soft_mask=viscy"};
+  const LossOptions o = spotlight::options_from_text(items);
+  EXPECT_EQ(o.lam, 0.25);
+  EXPECT_EQ(o.k, -0.5);
+  EXPECT_EQ(o.eps, 0.0);
+  EXPECT_EQ(o.bins, 64);
+  EXPECT_EQ(o.reduction, Reduction::kNone);
+  EXPECT_TRUE(o.per_channel);
+  EXPECT_EQ(o.mse_term, spotlight::MseTerm::kPlain);
+  EXPECT_EQ(o.soft_mask, spotlight::SoftMask::kViscy);
+  const auto error = [](std::string_view item) {
+    return message([&] { spotlight::options_from_text(std::vector<std::string_view>{item}); });
+  };
+  EXPECT_EQ(error("bins=2.5"), "spotlight: bins must be an integer in [2, 65536], got 2.5");
+  EXPECT_EQ(error("bins=9223372036854775808"),
+            "spotlight: bins must be an integer in [2, 65536], got 9223372036854775808");
+  EXPECT_EQ(error("bins=16777216"), "spotlight: bins must be an integer in [2, 65536], got 16777216");
+  EXPECT_EQ(error("lam='abc'"), "spotlight: lam must lie in [0, 1], got 'abc'");
+  EXPECT_EQ(error("lam=2.0"), "spotlight: lam must lie in [0, 1], got 2");
+  EXPECT_EQ(error("eps=inf"), "spotlight: eps must be finite and >= 0, got inf");
+  EXPECT_EQ(error("per_channel=1"), "spotlight: per_channel must be True or False, got 1");
+  EXPECT_EQ(error("mse_term=both"), "spotlight: mse_term must be 'masked' or 'plain', got 'both'");
+  EXPECT_EQ(error("soft_mask=viscy"), "no exception");
+  EXPECT_EQ(message([] { spotlight::options_from_text(std::vector<std::string_view>{"k=0.5", "soft_mask=viscy"}); }),
+            "spotlight: k must be <= 0 for soft_mask 'viscy' (the sigmoid of an unclamped P - T has a pole for k > 0), "
+            "got 0.5");
+  EXPECT_EQ(error("frobnicate=1"), "spotlight: unknown loss option 'frobnicate'");
+  EXPECT_EQ(error("lam"), "spotlight: a loss option must be written name=value, got 'lam'");
 }
 
 // The C++ API checks its arguments like the ops do: spotlight::Error naming

@@ -296,20 +296,20 @@ TEST(StandardizePaths, EveryTaskSplitAlike) {
   expect_every_split_alike<double>();
 }
 
-// More chunk histograms than the fused pass keeps (tasks * bins > 2^26): the
-// histograms get a pass of their own. Thresholds as otsu_thresholds, stats
-// as sample_moments, outputs exact.
+// More chunk histograms than the fused pass keeps (tasks * bins > 2^26, with
+// the most bins: more than 1024 tasks): the histograms get a pass of their
+// own. Thresholds as otsu_thresholds, stats as sample_moments, outputs exact.
 TEST(StandardizePaths, SeparateHistogramPass) {
-  const std::int64_t voxels = 65 * sc::Partition::kMinChunk + 17;
-  const int bins = 1 << 20;
-  const sc::Partition part(1, voxels);
+  const std::int64_t samples = 1025, voxels = 301;
+  const int bins = static_cast<int>(spotlight::kMaxBins);
+  const sc::Partition part(samples, voxels);
   ASSERT_GT(part.tasks() * bins, std::int64_t{1} << 26);
-  const auto x = scaled_volume<float>(1, voxels, 1.0L, 83);
-  const auto r = expect_exact(x, 1, 2e-6, "separate histograms", 2, bins);
-  float otsu = 0;
-  sc::otsu_thresholds(x.data(), 1, voxels, bins, &otsu, sc::ThreadExecutor(2));
-  EXPECT_EQ(r.thr[0], otsu);
-  std::vector<StandardizeStats<float>> moments(1);
-  sc::sample_moments(x.data(), 1, voxels, moments.data(), sc::ThreadExecutor(2));
+  const auto x = scaled_volume<float>(samples, voxels, 1.0L, 83);
+  const auto r = expect_exact(x, samples, 2e-6, "separate histograms", 2, bins);
+  std::vector<float> otsu(samples);
+  sc::otsu_thresholds(x.data(), samples, voxels, bins, otsu.data(), sc::ThreadExecutor(2));
+  EXPECT_EQ(r.thr, otsu);
+  std::vector<StandardizeStats<float>> moments(samples);
+  sc::sample_moments(x.data(), samples, voxels, moments.data(), sc::ThreadExecutor(2));
   EXPECT_TRUE(same_stats(r.st, moments));
 }

@@ -49,8 +49,16 @@ def _opcheck_inputs(device, dtype, requires_grad=True):
     return p, y
 
 
+def packed_options(**options) -> list:
+    """The ``float[] options`` argument of the private loss ops (``_loss_forward``, ``_loss_backward``):
+    the defaults with ``options`` applied, packed by the op library."""
+    from spotlight_ops.functional import _option_text
+
+    return torch.ops.spotlight._pack_loss_options([f"{k}={_option_text(v)}" for k, v in options.items()])
+
+
 def opcheck_cases(device, dtype=torch.float64):
-    """(op overload, args) for torch.library.opcheck: every op of the library, 20 cases."""
+    """(op overload, args[, kwargs]) for torch.library.opcheck: every op of the library, 30 cases."""
     p, y = _opcheck_inputs(device, dtype)
     m = y > 0.5
     t = torch.tensor([0.4, 0.5, 0.6], dtype=dtype, device=device)
@@ -64,7 +72,11 @@ def opcheck_cases(device, dtype=torch.float64):
         yield ops.soft_dice.default, (p, m, 1e-6, red)
         yield ops.loss.default, (p, y, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, red)
         yield ops.loss.default, (p, y, t, 0.3, -0.9, 1e-6, 256, "all", red)
-        yield ops._loss_forward.default, (p.detach(), y, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, red)
-    fwd = ops._loss_forward.default(p.detach(), y, t, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, "none")
+        yield ops.loss.default, (p, y, t), {"reduction": red, "mse_term": "plain", "per_channel": True}
+        yield ops.loss.default, (p, y, None), {"reduction": red, "mse_term": "plain", "mask": m}
+        yield ops._loss_and_sums.default, (p, y, t), {"reduction": red, "mse_term": "plain"}
+        yield ops._loss_forward.default, (p.detach(), y, None, None, packed_options(reduction=red))
+    fwd = ops._loss_forward.default(p.detach(), y, t, None, packed_options(reduction="none", mse_term="plain"))
     yield ops._loss_backward.default, (torch.ones(3, dtype=dtype, device=device), p.detach(), y, fwd[1],
-                                       fwd[2], D.LAM, D.K, D.EPS, D.MSE_NORMALIZATION, "none", True)
+                                       fwd[2], None, packed_options(reduction="none", mse_term="plain"), True)
+    yield ops._loss_counts.default, (fwd[2],)

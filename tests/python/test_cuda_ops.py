@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import spotlight_ops as so
-from spotlight_ops import defaults as D
 from conftest import CUDA
-from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, opcheck_cases, pred_like
+from helpers import DTYPES, LOSS_RTOL, bin_width, nuclei_like, opcheck_cases, packed_options, pred_like
 
 
 @pytest.fixture(autouse=True)
@@ -287,12 +286,11 @@ def test_loss_backward_reads_expanded_and_float64_upstream_gradients():
         if upstream == "sum":
             out.sum().backward()  # an expanded (stride 0) gradient reaches the op
         else:
-            fwd = torch.ops.spotlight._loss_forward(pp.detach(), y, None, D.LAM, D.K, D.EPS, D.BINS,
-                                                    D.MSE_NORMALIZATION, "none")
+            options = packed_options(reduction="none")
+            fwd = torch.ops.spotlight._loss_forward(pp.detach(), y, None, None, options)
             dtype = torch.float64 if upstream == "float64" else torch.float32
             g = torch.ones(p.shape[0], dtype=dtype, device=DEVICE)
-            pp.grad = torch.ops.spotlight._loss_backward(g, pp.detach(), y, fwd[1], fwd[2], D.LAM, D.K, D.EPS,
-                                                         "foreground", "none", False)[0]
+            pp.grad = torch.ops.spotlight._loss_backward(g, pp.detach(), y, fwd[1], fwd[2], None, options, False)[0]
         grads.append(pp.grad)
     assert torch.equal(grads[0], grads[1])
     assert torch.equal(grads[1], grads[2])
@@ -518,10 +516,10 @@ def test_torch_compile_reduce_overhead(threshold):
 def test_opcheck_on_cuda():
     n = 0
     for dtype in (torch.float32, torch.float64):
-        for op, args in opcheck_cases(DEVICE, dtype):
-            torch.library.opcheck(op, args)
+        for op, args, *kwargs in opcheck_cases(DEVICE, dtype):
+            torch.library.opcheck(op, args, *kwargs)
             n += 1
-    assert n == 40
+    assert n == 60
 
 
 # --- argument checks -------------------------------------------------------------------------

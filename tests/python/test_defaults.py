@@ -23,9 +23,10 @@ def test_the_module_states_the_spec():
     # independent literals: SPEC sections 1, 3, 4, 5 and 10
     assert (D.LAM, D.K, D.EPS, D.BINS) == (0.5, -0.95, 1e-6, 256)
     assert (D.REDUCTION, D.MSE_NORMALIZATION, D.SOFT_MASK, D.MASK_RULE) == ("batch", "foreground", "clamped", "greater")
-    assert set(D.REDUCTIONS) == {"batch", "mean", "sum", "none"}
+    assert set(D.CHOICES["reduction"]) == {"batch", "mean", "sum", "none"}
+    assert D.CHOICES["mse_term"] == ("masked", "plain") and D.MSE_TERM == "masked"  # SPEC 4, 11: the paper's first
     assert set(D.CHOICES) == {"reduction", "mse_normalization", "soft_mask", "mask_rule", "dice_denominator",
-                              "empty_pools"}
+                              "empty_pools", "mse_term"}
     for name, allowed in D.CHOICES.items():
         assert D.LOSS_DEFAULTS[name] == allowed[0]
 
@@ -45,6 +46,17 @@ def test_op_schemas_have_the_python_defaults(op):
         assert schema == D.LOSS_DEFAULTS
 
 
+@pytest.mark.parametrize("op", ["loss", "_loss_and_sums"])
+def test_every_overload_takes_every_option_with_its_python_type(op):
+    """The schemas are written from one C++ list (spotlight::for_each_option): each option once, typed as
+    defaults.OPTIONS says, the same in every overload."""
+    kinds = {float: "float", int: "int", bool: "bool", str: "str"}
+    for overload in getattr(torch.ops.spotlight, op).overloads():
+        arguments = getattr(getattr(torch.ops.spotlight, op), overload)._schema.arguments
+        options = {a.name: str(a.type) for a in arguments if a.name in D.OPTIONS}
+        assert options == {name: kinds[kind] for name, kind in D.OPTIONS.items()}, (op, overload)
+
+
 @pytest.mark.parametrize("name", sorted(D.CHOICES))
 def test_the_op_accepts_exactly_the_python_choices(name):
     """The C++ check's list of allowed strings (from its error message) is the Python one."""
@@ -55,6 +67,10 @@ def test_the_op_accepts_exactly_the_python_choices(name):
     assert tuple(listed) == D.CHOICES[name]
     for value in D.CHOICES[name]:
         torch.ops.spotlight.loss(p, p, 0.5, **{name: value})  # every listed value runs
+
+
+def test_every_option_has_its_help_line():
+    assert set(D.OPTION_HELP) == set(D.OPTIONS)  # spotlight train --help
 
 
 def _python_defaults(fn) -> dict:
@@ -70,12 +86,16 @@ def test_python_signatures_have_the_defaults(fn):
     found = _python_defaults(fn)
     assert found
     for name, value in found.items():
+        if name in ("collapse_warning", "check_every"):  # SpotlightLoss's guard, not an option of the loss
+            continue
         assert D.LOSS_DEFAULTS[name] == value, name
 
 
 def test_training_config_defaults():
-    config = TrainConfig()
-    assert (config.lam, config.k) == (D.LAM, D.K)
+    config = TrainConfig()  # the "trained" preset: the defaults but for the plain term and T = 0
+    assert spotlight_ops.presets.PRESETS["trained"] == {"threshold": 0.0, "mse_term": "plain"}
+    assert {name: getattr(config, name) for name in D.OPTIONS} == {**{n: D.LOSS_DEFAULTS[n] for n in D.OPTIONS},
+                                                                   "mse_term": "plain"}
     assert spotlight_ops.presets.PRESETS["spotlight"] == {}  # the defaults themselves
 
 
@@ -98,9 +118,9 @@ def test_readme_states_the_defaults():
             stated[name] = eval(value)  # noqa: S307  (literals of our own README)
     assert stated == {k: v for k, v in D.LOSS_DEFAULTS.items()}
     assert f"(`lam = {D.LAM}`, `k = {D.K}`)" in readme
-    assert f"lam={D.LAM}, k={D.K}" in readme  # the SpotlightLoss() comment
+    assert f"lam={D.LAM}, k={D.K}" in readme  # the preset "trained" spelled out
     listed = re.search(r"`reduction`: (.*?) over per-sample pools", readme, re.S).group(1)
-    assert tuple(re.findall(r'`"([a-z]+)"`', listed)) == D.REDUCTIONS
+    assert tuple(re.findall(r'`"([a-z]+)"`', listed)) == D.CHOICES["reduction"]
 
 
 def test_docs_tables_state_the_defaults():

@@ -9,9 +9,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import spotlight_ops as so
-from spotlight_ops import defaults as D
 from conftest import DEVICES
-from helpers import nuclei_like, pred_like
+from helpers import nuclei_like, packed_options, pred_like
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,7 +110,9 @@ def _bad_loss_calls():
     M = Y > 0.5
     return [
         ("shape", (P, Y[:, :, :3]), {}),
-        ("dtype", (P, Y.double()), {}),
+        ("target dtype", (P, Y.int()), {}),
+        ("bins 2**24", (P, Y), dict(bins=2 ** 24)),
+        ("mse_term", (P, Y), dict(mse_term="both")),
         ("int", (P.long(), Y.long()), {}),
         ("k", (P, Y), dict(k=5.0)),
         ("lam", (P, Y), dict(lam=2.0)),
@@ -159,9 +160,8 @@ def test_fake_kernel_shapes_of_the_variants():
         assert torch.ops.spotlight.loss(p, p, reduction="none", per_channel=True).shape == (2, 3)
         assert torch.ops.spotlight.loss(p, p, reduction="none").shape == (2,)
         assert torch.ops.spotlight.loss(p, p, reduction="sum").shape == ()
-        fwd = torch.ops.spotlight._loss_forward(p, p, None, D.LAM, D.K, D.EPS, D.BINS, D.MSE_NORMALIZATION, "none",
-                                                per_channel=True)
-        assert fwd[1].shape == (6,) and fwd[2].shape == (6, 6)
+        fwd = torch.ops.spotlight._loss_forward(p, p, None, None, packed_options(reduction="none", per_channel=True))
+        assert fwd[1].shape == (6,) and fwd[2].shape == (6, 7)
 
 
 def test_tunable_sigmoid_second_derivative_is_correct():

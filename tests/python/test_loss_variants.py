@@ -12,6 +12,7 @@ import torch
 
 import spotlight_ops as so
 from conftest import DEVICES
+from helpers import packed_options
 
 SOFT_MASKS = ["clamped", "unclamped", "viscy"]
 REDUCTIONS = ["batch", "mean", "sum", "none"]
@@ -183,7 +184,9 @@ def variant_opcheck_cases(device):
         yield ops.loss.default, (p, y, torch.tensor([0.0], dtype=torch.float64, device=device), 0.4, -0.9, 1e-6,
                                  256, "foreground", reduction), kw
         yield ops.loss.default, (p, y, None, 0.5, -0.95, 1e-6, 64, "all", reduction), kw
-        yield ops._loss_forward.default, (p.detach(), y, None, 0.5, -0.95, 1e-6, 256, "foreground", reduction), kw
+        options = {name: value for name, value in kw.items() if name != "mask"}
+        yield ops._loss_forward.default, (p.detach(), y, None, kw.get("mask"),
+                                          packed_options(reduction=reduction, **options)), {}
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -220,7 +220,7 @@ def test_opcheck_private_term_ops(device, reduction):
 def test_private_forward_saves_the_pool_sums():
     p, y, m = _mse_inputs(torch.float64)
     value, sums = ops._masked_mse_forward(p, y, m, "foreground", "none")
-    assert sums.shape == (3, 6) and sums.dtype == torch.float64
+    assert sums.shape == (3, 7) and sums.dtype == torch.float64
     flat_m = m.reshape(3, -1).double()
     torch.testing.assert_close(sums[:, 0], flat_m.sum(1))  # D
     torch.testing.assert_close(sums[:, 1], (flat_m * (y - p).reshape(3, -1) ** 2).sum(1), rtol=1e-13, atol=0)
@@ -237,9 +237,9 @@ BAD_STATE = [
     ("grad count", lambda p, y, m, s: ops._masked_mse_backward(torch.ones(2), p, y, m, s, "all", "batch", True),
      ValueError, "grad must hold 1 values"),
     ("sums shape", lambda p, y, m, s: ops._masked_mse_backward(torch.ones(()), p, y, m, s[:, :5], "all", "batch",
-                                                                True), ValueError, r"sums must be float64 \[3, 6\]"),
+                                                                True), ValueError, r"sums must be the forward.s, float64 \[3, 7\]"),
     ("sums dtype", lambda p, y, m, s: ops._soft_dice_backward(torch.ones(()), p, m, s.float(), 1e-6, "batch"),
-     ValueError, "sums must be float64"),
+     ValueError, r"sums must be the forward.s, float64 \[3, 7\], got \[3, 7\] of another dtype"),
     ("reduction", lambda p, y, m, s: ops._soft_dice_backward(torch.ones(()), p, m, s, 1e-6, "max"), ValueError,
      "reduction must be one of"),
     ("eps", lambda p, y, m, s: ops._soft_dice_backward(torch.ones(()), p, m, s, -1.0, "batch"), ValueError,

@@ -14,13 +14,14 @@ namespace spotlight {
 template <class V>
 struct BasicLossSums {
   V fg = V(0);          // D_fg = sum(M)
-  V sq_err = V(0);      // sum(M * (Y - P)^2)
+  V sq_err = V(0);      // sum(M * (Y - P)^2): the masked MSE term (0 under MseTerm::kPlain's default path)
   V soft = V(0);        // sum(S), or sum(S^2) for DiceDenominator::kSquared
   V soft_fg = V(0);     // A = sum(S * M)
   V poison = V(0);      // 0, or NaN when a pooled value is NaN or Inf
-  V sq_err_all = V(0);  // sum((Y - P)^2) over the pool: EmptyPools::kViscy only, else 0
+  V sq_err_all = V(0);  // sum((Y - P)^2) over the pool: MseTerm::kPlain and EmptyPools::kViscy, else 0
+  V above = V(0);       // sum(P > T): the voxels predicted above T (the collapse guard's count)
 
-  static constexpr int kFields = 6;
+  static constexpr int kFields = 7;
 
   SPOTLIGHT_HD void add(const BasicLossSums& o) {
     fg += o.fg;
@@ -29,6 +30,7 @@ struct BasicLossSums {
     soft_fg += o.soft_fg;
     poison += o.poison;
     sq_err_all += o.sq_err_all;
+    above += o.above;
   }
 };
 
@@ -43,30 +45,32 @@ using LossSums = BasicLossSums<double>;
 //   dL/dY_i = -(c_mse * M_i + c_mse_all) * (P_i - Y_i)
 // with dB/dS_i = 1 (linear Dice denominator) or 2 S_i (squared). For the
 // defaults this is SPEC section 7 with c_mse = 2 lam / D, c_mse_all = 0,
-// c_soft_fg = -2 (1 - lam) / B, c_soft = 2 (1 - lam) A / B^2.
+// c_soft_fg = -2 (1 - lam) / B, c_soft = 2 (1 - lam) A / B^2; the plain MSE
+// term (MseTerm::kPlain) has c_mse = 0 and c_mse_all = 2 lam / n.
 // dice_weight is 1, or 0 for a pool whose Dice the loss leaves out (VisCy's
-// policy: a mask that is empty or full); loss = lam mmse + (1 - lam) dice_weight dice.
+// policy: a mask that is empty or full); loss = lam mse + (1 - lam) dice_weight dice.
 struct PoolResult {
-  double mmse = 0, dice = 0, loss = 0;
+  double mmse = 0, dice = 0, loss = 0;  // mmse: the MSE term, masked or plain
   double c_mse = 0, c_soft_fg = 0, c_soft = 0;
   double c_mse_all = 0;
   double dice_weight = 1;
 };
 
-SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, double lam, double eps,
-                                    MseNormalization norm, EmptyPools empty = EmptyPools::kSpotlight) {
+SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, double lam, double eps, MseNormalization norm,
+                                    EmptyPools empty = EmptyPools::kSpotlight, MseTerm mse_term = MseTerm::kMasked) {
   PoolResult r;
   const double d = norm == MseNormalization::kForeground ? s.fg : voxels;
   const double b = s.soft + s.fg + eps;
-  if (empty == EmptyPools::kSpotlight) {
-    r.mmse = (d > 0 ? s.sq_err / d : 0.0) + s.poison;
-    r.c_mse = d > 0 ? 2.0 * lam / d : 0.0;
-  } else if (s.fg > 0) {  // VisCy: D + eps
-    r.mmse = s.sq_err / (d + eps) + s.poison;
-    r.c_mse = 2.0 * lam / (d + eps);
-  } else {  // VisCy, no foreground: the plain MSE of the pool
+  if (mse_term == MseTerm::kPlain || (empty == EmptyPools::kViscy && !(s.fg > 0))) {
+    // the MSE over every voxel of the pool (VisCy: a pool with no foreground)
     r.mmse = s.sq_err_all / voxels + s.poison;
     r.c_mse_all = 2.0 * lam / voxels;
+  } else if (empty == EmptyPools::kSpotlight) {
+    r.mmse = (d > 0 ? s.sq_err / d : 0.0) + s.poison;
+    r.c_mse = d > 0 ? 2.0 * lam / d : 0.0;
+  } else {  // VisCy, with foreground: D + eps
+    r.mmse = s.sq_err / (d + eps) + s.poison;
+    r.c_mse = 2.0 * lam / (d + eps);
   }
   if (empty == EmptyPools::kViscy) r.dice_weight = (s.fg > 0 && s.fg < voxels) ? 1.0 : 0.0;
   r.dice = 1.0 - 2.0 * s.soft_fg / b + s.poison;
@@ -78,7 +82,14 @@ SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, double lam
 }
 
 SPOTLIGHT_HD PoolResult pool_result(const LossSums& s, double voxels, const LossOptions& opt) {
-  return pool_result(s, voxels, opt.lam, opt.eps, opt.mse_normalization, opt.empty_pools);
+  return pool_result(s, voxels, opt.lam, opt.eps, opt.mse_normalization, opt.empty_pools, opt.mse_term);
+}
+
+// Which value of a pool an op returns: the loss, or one of its two terms.
+enum class Term : int { kLoss = 0, kMmse = 1, kDice = 2 };
+
+SPOTLIGHT_HD double term_of(const PoolResult& r, Term term) {
+  return term == Term::kMmse ? r.mmse : (term == Term::kDice ? r.dice : r.loss);
 }
 
 // Gradient coefficients of one sample, already multiplied by the upstream
@@ -135,6 +146,22 @@ SPOTLIGHT_HD GradScales pool_grad_scales(Reduction reduction, EmptyPools empty, 
   return {g / pools, g / pools};
 }
 
+// Whether the gradient of a pool needs the count of pools whose Dice counts
+// (VisCy's "mean"); the backward then pools pool_result(...).dice_weight first.
+SPOTLIGHT_HD bool needs_real_pools(const LossOptions& opt) {
+  return opt.reduction == Reduction::kMean && opt.empty_pools == EmptyPools::kViscy;
+}
+
+// The gradient coefficients of one pool (its PoolResult r) for the upstream
+// gradient g (of this pool for "none", of the op's value otherwise), among
+// `pools` pools of which `real` count their Dice (needs_real_pools). The
+// pooled batch of "batch" is one pool. Host and device backwards both call this.
+SPOTLIGHT_HD GradCoefficients pool_coefficients(const PoolResult& r, const LossOptions& opt, double g, double pools,
+                                                double real) {
+  const GradScales k = pool_grad_scales(opt.reduction, opt.empty_pools, g, pools, real);
+  return scaled_coefficients(r, k.mse, k.dice);
+}
+
 // Number of values the loss op returns for a batch of `samples`.
 inline index_t loss_output_size(Reduction reduction, index_t samples) {
   return reduction == Reduction::kNone ? samples : 1;
@@ -142,22 +169,23 @@ inline index_t loss_output_size(Reduction reduction, index_t samples) {
 
 // Host-side finalisation shared by every CPU path: per-sample sums in,
 // losses out (1 or N values), in the pooling `opt.reduction` asks for.
-// `term` picks the value: the whole loss, or one of its two terms.
+// `term` picks the value: the whole loss, or one of its two terms. The
+// device's is block_pooled_value (cuda/sums.cuh), from the same functions.
 template <class Out>
-void finalize_losses(const LossSums* sums, index_t samples, index_t voxels_per_sample,
-                     const LossOptions& opt, Out* out, double PoolResult::*term = &PoolResult::loss) {
+void finalize_losses(const LossSums* sums, index_t samples, index_t voxels_per_sample, const LossOptions& opt,
+                     Out* out, Term term = Term::kLoss) {
   const double n = static_cast<double>(voxels_per_sample);
   if (opt.reduction == Reduction::kBatch) {
     LossSums pooled;
     for (index_t s = 0; s < samples; ++s) pooled.add(sums[s]);
-    out[0] = static_cast<Out>(pool_result(pooled, n * static_cast<double>(samples), opt).*term);
+    out[0] = static_cast<Out>(term_of(pool_result(pooled, n * static_cast<double>(samples), opt), term));
     return;
   }
   PoolTotals totals;
   for (index_t s = 0; s < samples; ++s) {
     const PoolResult r = pool_result(sums[s], n, opt);
-    if (opt.reduction == Reduction::kNone) out[s] = static_cast<Out>(r.*term);
-    totals.add_pool(r, r.*term, opt.lam);
+    if (opt.reduction == Reduction::kNone) out[s] = static_cast<Out>(term_of(r, term));
+    totals.add_pool(r, term_of(r, term), opt.lam);
   }
   if (opt.reduction != Reduction::kNone)
     out[0] = static_cast<Out>(reduce_pools(totals, opt.reduction, opt.empty_pools, static_cast<double>(samples)));
@@ -173,18 +201,16 @@ void gradient_coefficients(const LossSums* sums, index_t samples, index_t voxels
     LossSums pooled;
     for (index_t s = 0; s < samples; ++s) pooled.add(sums[s]);
     const PoolResult r = pool_result(pooled, n * static_cast<double>(samples), opt);
-    const double g = static_cast<double>(grad_out[0]);
-    for (index_t s = 0; s < samples; ++s) coef[s] = scaled_coefficients(r, g, g);
+    const GradCoefficients c = pool_coefficients(r, opt, static_cast<double>(grad_out[0]), 1.0, 1.0);
+    for (index_t s = 0; s < samples; ++s) coef[s] = c;
     return;
   }
   double real = 0;
-  if (opt.empty_pools == EmptyPools::kViscy)
+  if (needs_real_pools(opt))
     for (index_t s = 0; s < samples; ++s) real += pool_result(sums[s], n, opt).dice_weight;
   for (index_t s = 0; s < samples; ++s) {
-    const PoolResult r = pool_result(sums[s], n, opt);
     const double g = static_cast<double>(grad_out[opt.reduction == Reduction::kNone ? s : 0]);
-    const GradScales k = pool_grad_scales(opt.reduction, opt.empty_pools, g, static_cast<double>(samples), real);
-    coef[s] = scaled_coefficients(r, k.mse, k.dice);
+    coef[s] = pool_coefficients(pool_result(sums[s], n, opt), opt, g, static_cast<double>(samples), real);
   }
 }
 

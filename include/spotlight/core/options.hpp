@@ -5,8 +5,10 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <ostream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "spotlight/core/error.hpp"
 
@@ -51,6 +53,12 @@ enum class EmptyPools : int {
   kSpotlight = 0,  // MMSE 0 when D = 0; Dice as its formula
   kViscy = 1,      // no foreground: plain MSE over the pool; MMSE denominator D + eps;
                    // Dice averaged over the pools whose mask is neither empty nor full
+};
+
+// The MSE term of the loss (SPEC sections 4, 11 and 12).
+enum class MseTerm : int {
+  kMasked = 0,  // sum(M (Y - P)^2) / D, the paper (D per mse_normalization)
+  kPlain = 1,   // sum((Y - P)^2) / n over every voxel of the pool (docs/collapse.md)
 };
 
 // Each enum's values and the names the PyTorch ops and the Python package
@@ -104,6 +112,11 @@ struct OptionNames<EmptyPools> {
   static constexpr std::array<NamedValue<EmptyPools>, 2> values{
       {{EmptyPools::kSpotlight, "spotlight"}, {EmptyPools::kViscy, "viscy"}}};
 };
+template <>
+struct OptionNames<MseTerm> {
+  static constexpr std::string_view argument = "mse_term";
+  static constexpr std::array<NamedValue<MseTerm>, 2> values{{{MseTerm::kMasked, "masked"}, {MseTerm::kPlain, "plain"}}};
+};
 
 // The name of an enum value, as the ops spell it.
 template <class E>
@@ -138,19 +151,10 @@ E parse_option(std::string_view name) {
   detail::fail(OptionNames<E>::argument, " must be ", allowed_names<E>(), ", got '", name, "'");
 }
 
-inline Reduction parse_reduction(std::string_view name) { return parse_option<Reduction>(name); }
-inline SoftMask parse_soft_mask(std::string_view name) { return parse_option<SoftMask>(name); }
-inline MaskRule parse_mask_rule(std::string_view name) { return parse_option<MaskRule>(name); }
-inline DiceDenominator parse_dice_denominator(std::string_view name) { return parse_option<DiceDenominator>(name); }
-inline EmptyPools parse_empty_pools(std::string_view name) { return parse_option<EmptyPools>(name); }
-inline MseNormalization parse_mse_normalization(std::string_view name) {
-  return parse_option<MseNormalization>(name);
-}
-
 // The defaults of every loss parameter (SPEC sections 3-5 and 11): LossOptions
 // below, the op schemas (ops/library.cpp) and the C++ tests read them here.
 namespace defaults {
-inline constexpr double kLam = 0.5;    // weight of the masked MSE
+inline constexpr double kLam = 0.5;    // weight of the MSE term
 inline constexpr double kK = -0.95;    // steepness of the tunable sigmoid: a steep soft step at T
 inline constexpr double kEps = 1e-6;   // Dice smoothing
 inline constexpr int kBins = 256;      // Otsu histogram bins (scikit-image's default)
@@ -161,44 +165,76 @@ inline constexpr MaskRule kMaskRule = MaskRule::kGreater;
 inline constexpr DiceDenominator kDiceDenominator = DiceDenominator::kLinear;
 inline constexpr EmptyPools kEmptyPools = EmptyPools::kSpotlight;
 inline constexpr bool kPerChannel = false;  // pools per sample, not per (sample, channel)
+inline constexpr MseTerm kMseTerm = MseTerm::kMasked;  // the paper's (SPEC 4)
 }  // namespace defaults
 
-inline void check_bins(long long bins) {
-  check(bins >= 2 && bins <= (1 << 24), "bins must be an integer in [2, 16777216], got ", bins);
+// The most Otsu bins: one bin per grey level of 16-bit data, the finest
+// histogram microscopy data has. Each sample's histogram holds `bins` counts
+// (the whole batch's at once on the GPU), so the bound also bounds Otsu's
+// memory: 65536 bins cost 256 KiB to 512 KiB per sample instead of the 64 to
+// 128 MiB of 2^24 bins (which made 200 samples ask for 26.8 GB), and the
+// criterion scan over the bins stays short (docs/design.md).
+inline constexpr long long kMaxBins = 1 << 16;
+
+// A value as an error message shows it: the value, or `shown` when given
+// (the text a caller wrote that did not parse as a value).
+template <class V>
+struct Shown {
+  V value;
+  std::string_view shown;
+  friend std::ostream& operator<<(std::ostream& out, const Shown& s) {
+    if (!s.shown.empty()) return out << s.shown;
+    return out << s.value;
+  }
+};
+
+inline void check_bins(long long bins, std::string_view shown = {}) {
+  check(bins >= 2 && bins <= kMaxBins, "bins must be an integer in [2, ", kMaxBins, "], got ",
+        Shown<long long>{bins, shown});
 }
-inline void check_k(double k) {
-  check(k > -1.0 && k < 1.0, "k must lie in the open interval (-1, 1), got ", k);
+inline void check_k(double k, std::string_view shown = {}) {
+  check(k > -1.0 && k < 1.0, "k must lie in the open interval (-1, 1), got ", Shown<double>{k, shown});
 }
-inline void check_lam(double lam) {
-  check(lam >= 0.0 && lam <= 1.0, "lam must lie in [0, 1], got ", lam);
+inline void check_lam(double lam, std::string_view shown = {}) {
+  check(lam >= 0.0 && lam <= 1.0, "lam must lie in [0, 1], got ", Shown<double>{lam, shown});
+}
+inline void check_eps(double eps, std::string_view shown = {}) {
+  check(eps >= 0.0 && std::isfinite(eps), "eps must be finite and >= 0, got ", Shown<double>{eps, shown});
 }
 // A batch of `samples` samples of `voxels` voxels each; both must be >= 1.
 inline void check_batch(long long samples, long long voxels, const char* name) {
   check(samples > 0 && voxels > 0, name, " must hold at least one sample of at least one voxel, got ", samples,
         " samples of ", voxels, " voxels");
 }
-inline void check_eps(double eps) {
-  check(eps >= 0.0 && std::isfinite(eps), "eps must be finite and >= 0, got ", eps);
-}
 
 struct LossOptions {
-  double lam = defaults::kLam;  // weight of the masked MSE; 1 - lam weighs the Dice term
+  double lam = defaults::kLam;  // weight of the MSE term; 1 - lam weighs the Dice term
   double k = defaults::kK;      // steepness of the tunable sigmoid
   double eps = defaults::kEps;  // Dice smoothing
   int bins = defaults::kBins;   // Otsu histogram bins
-  MseNormalization mse_normalization = defaults::kMseNormalization;
+  MseNormalization mse_normalization = defaults::kMseNormalization;  // of the masked term
   Reduction reduction = defaults::kReduction;
   // The published variants (SPEC section 11); the defaults are sections 2-5.
   SoftMask soft_mask = defaults::kSoftMask;
   MaskRule mask_rule = defaults::kMaskRule;
   DiceDenominator dice_denominator = defaults::kDiceDenominator;
   EmptyPools empty_pools = defaults::kEmptyPools;
+  // Pools per (sample, channel) of [N, C, ...] batches: the op glue reads it
+  // and hands the kernels N * C pools; the kernels themselves see pools only.
+  bool per_channel = defaults::kPerChannel;
+  MseTerm mse_term = defaults::kMseTerm;
   // A given foreground mask, [samples * voxels] bools on the device of the
   // kernels (a precomputed weight map), or null for M from mask_rule. T still
   // centres the soft mask.
   const bool* mask = nullptr;
+  // Whether the forward also counts the voxels predicted above T
+  // (LossSums::above, for the collapse guard): one accumulator more per voxel
+  // in the sums pass, so only the callers that read it ask (not an option of
+  // the loss: the op _loss_and_sums sets it).
+  bool count_above = false;
 
-  // Sections 2-5 exactly: the kernels then run their specialised default path.
+  // The defaults of SPEC 11's per-voxel options (either MSE term): the
+  // kernels then run their specialised default path.
   bool default_variant() const {
     return mask == nullptr && soft_mask == defaults::kSoftMask && mask_rule == defaults::kMaskRule &&
            dice_denominator == defaults::kDiceDenominator && empty_pools == defaults::kEmptyPools;
@@ -214,5 +250,39 @@ struct LossOptions {
           "' (the sigmoid of an unclamped P - T has a pole for k > 0), got ", k);
   }
 };
+
+// One option of the loss: its argument name, its field, whether the op
+// schemas take it by keyword only, and the check of a number (null for the
+// enums and flags, whose parsing is their check).
+template <class V>
+struct OptionField {
+  using Checked = std::conditional_t<std::is_same_v<V, int>, long long, V>;  // an int is checked before narrowing
+  using Field = V LossOptions::*;
+  std::string_view name;
+  Field field;
+  bool keyword_only;
+  void (*check)(Checked, std::string_view) = nullptr;
+};
+
+// Every option of the loss, once, in the order of the op schemas. The op
+// schemas (ops/library.cpp), the op glue that reads, packs and parses options
+// (ops/loss/loss_options.h, core/option_text.hpp) and the tests iterate this
+// list: adding an option is a field of LossOptions, its line here, its
+// default, and its use in the kernels.
+template <class F>
+constexpr void for_each_option(F&& f) {
+  f(OptionField<double>{"lam", &LossOptions::lam, false, &check_lam});
+  f(OptionField<double>{"k", &LossOptions::k, false, &check_k});
+  f(OptionField<double>{"eps", &LossOptions::eps, false, &check_eps});
+  f(OptionField<int>{"bins", &LossOptions::bins, false, &check_bins});
+  f(OptionField<MseNormalization>{"mse_normalization", &LossOptions::mse_normalization, false});
+  f(OptionField<Reduction>{"reduction", &LossOptions::reduction, false});
+  f(OptionField<SoftMask>{"soft_mask", &LossOptions::soft_mask, true});
+  f(OptionField<MaskRule>{"mask_rule", &LossOptions::mask_rule, true});
+  f(OptionField<DiceDenominator>{"dice_denominator", &LossOptions::dice_denominator, true});
+  f(OptionField<EmptyPools>{"empty_pools", &LossOptions::empty_pools, true});
+  f(OptionField<bool>{"per_channel", &LossOptions::per_channel, true});
+  f(OptionField<MseTerm>{"mse_term", &LossOptions::mse_term, true});
+}
 
 }  // namespace spotlight

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -20,11 +21,26 @@
 
 namespace spotlight::cpu {
 
-// The five LossSums values of a strip of voxels against threshold t (see
-// lane_sums_strips): M, M (Y - P)^2, S, S M, and the poison of Y and P.
-template <class T>
+// The LossSums fields a strip computes: M, the squared error (masked, or of
+// every voxel under MseTerm::kPlain), S, S M, the poison of Y and P, and,
+// when kCount, P > T.
+template <bool kPlain, bool kCount>
+constexpr auto loss_strip_fields() {
+  constexpr double LossSums::*sq = kPlain ? &LossSums::sq_err_all : &LossSums::sq_err;
+  if constexpr (kCount)
+    return std::array<double LossSums::*, 6>{&LossSums::fg,      sq, &LossSums::soft, &LossSums::soft_fg,
+                                             &LossSums::poison, &LossSums::above};
+  else
+    return std::array<double LossSums::*, 5>{&LossSums::fg, sq, &LossSums::soft, &LossSums::soft_fg,
+                                             &LossSums::poison};
+}
+
+// The LossSums of a strip of voxels against threshold t under the default
+// per-voxel options (see lane_sums_strips), in the order of kFields.
+template <class T, bool kPlain, bool kCount>
 struct LossStrip {
   using A = acc_t<T>;
+  static constexpr auto kFields = loss_strip_fields<kPlain, kCount>();
   const T* pred;
   const T* target;
   A t, k;
@@ -42,10 +58,11 @@ struct LossStrip {
       const A sq = d * d;
       const A soft = A(0.5) + A(0.5) * math::tunable_sigmoid(x[j], k);
       v[0][j] = m ? A(1) : A(0);
-      v[1][j] = keep_if(m, sq);
+      v[1][j] = kPlain ? sq : keep_if(m, sq);
       v[2][j] = soft;
       v[3][j] = keep_if(m, soft);
       v[4][j] = math::poison(y[j]) + math::poison(p[j]);
+      if constexpr (kCount) v[5][j] = x[j] > A(0) ? A(1) : A(0);  // the clamp keeps the sign of P - T
     }
   }
 };
@@ -65,13 +82,20 @@ inline void strip_mask(const bool* mask, MaskRule rule, index_t i, int n, const 
   }
 }
 
-// The published variants (SPEC section 11, any LossOptions): the six LossSums
-// values of a strip. Each option is one switch per strip, outside the
-// per-element loops; the default options take LossStrip instead.
-template <class T>
+// The published variants (SPEC section 11, any LossOptions): every LossSums
+// value of a strip (P > T when kCount). Each option is one switch per strip,
+// outside the per-element loops; the default options take LossStrip instead.
+template <class T, bool kCount>
 struct VariantLossStrip {
   using A = acc_t<T>;
-  static constexpr int kFields = LossSums::kFields;
+  static constexpr auto kFields = [] {
+    constexpr std::array<double LossSums::*, 7> all{&LossSums::fg,     &LossSums::sq_err,     &LossSums::soft,
+                                                    &LossSums::soft_fg, &LossSums::poison, &LossSums::sq_err_all,
+                                                    &LossSums::above};
+    std::array<double LossSums::*, kCount ? 7 : 6> out{};
+    for (size_t f = 0; f < out.size(); ++f) out[f] = all[f];
+    return out;
+  }();
   const T* pred;
   const T* target;
   const bool* mask;  // given, or null
@@ -106,53 +130,63 @@ struct VariantLossStrip {
       v[3][j] = keep_if(mj, soft[j]);
       v[4][j] = math::poison(y[j]) + math::poison(p[j]);
       v[5][j] = sq;
+      if constexpr (kCount) v[6][j] = p[j] > t ? A(1) : A(0);
     }
   }
 };
 
-template <class T>
-VariantLossStrip<T> variant_loss_strip(const T* pred, const T* target, acc_t<T> t, const LossOptions& opt) {
-  return {pred,          target,        opt.mask,
-          t,             static_cast<acc_t<T>>(opt.k), opt.soft_mask,
-          opt.mask_rule, opt.dice_denominator == DiceDenominator::kSquared};
+// Calls f(strip_of) with the strip maker of `opt`: strip_of(t) is the strip
+// functor of a sample with threshold t (LossStrip for the default per-voxel
+// options, with either MSE term; VariantLossStrip otherwise; counting P > T
+// when opt.count_above).
+template <class T, class F>
+void with_loss_strip(const T* pred, const T* target, const LossOptions& opt, F&& f) {
+  using A = acc_t<T>;
+  const A k = static_cast<A>(opt.k);
+  const auto pick = [&](auto count_tag) {
+    constexpr bool kCount = decltype(count_tag)::value;
+    if (!opt.default_variant())
+      f([&](A t) {
+        return VariantLossStrip<T, kCount>{pred,          target,        opt.mask,
+                                           t,             k,             opt.soft_mask,
+                                           opt.mask_rule, opt.dice_denominator == DiceDenominator::kSquared};
+      });
+    else if (opt.mse_term == MseTerm::kPlain)
+      f([&](A t) { return LossStrip<T, true, kCount>{pred, target, t, k}; });
+    else
+      f([&](A t) { return LossStrip<T, false, kCount>{pred, target, t, k}; });
+  };
+  if (opt.count_above)
+    pick(std::true_type{});
+  else
+    pick(std::false_type{});
 }
 
-// LossSums from per-sample raw sums of F fields (5 for LossStrip, 6 for VariantLossStrip).
-template <int F = LossSums::kFields>
+// LossSums from per-sample raw sums of a strip's fields (Strip::kFields).
+template <class Strip>
 inline void to_loss_sums(const double* raw, index_t samples, LossSums* sums) {
+  constexpr auto& fields = Strip::kFields;
+  constexpr int F = static_cast<int>(fields.size());
   for (index_t s = 0; s < samples; ++s) {
-    const double* r = raw + s * F;
-    sums[s] = LossSums{r[0], r[1], r[2], r[3], r[4]};
-    if constexpr (F > 5) sums[s].sq_err_all = r[5];
+    sums[s] = LossSums{};
+    for (int f = 0; f < F; ++f) sums[s].*fields[f] = raw[s * F + f];
   }
 }
 
-// sums[s] = the LossSums of sample s against its threshold thresholds[s].
-template <class T, class Exec = ThreadExecutor>
-void loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, const acc_t<T>* thresholds,
-               double k, LossSums* sums, const Exec& exec = Exec{}) {
-  using A = acc_t<T>;
-  constexpr int F = 5;
-  std::vector<double> raw(static_cast<size_t>(samples) * F);
-  per_sample_sums<A, F>(
-      samples, voxels, exec, [&](index_t s) { return LossStrip<T>{pred, target, thresholds[s], static_cast<A>(k)}; },
-      raw.data());
-  to_loss_sums<F>(raw.data(), samples, sums);
-}
-
-// The same with every option of `opt` (SPEC section 11; opt.mask, when given,
-// is read in place of target > T).
+// sums[s] = the LossSums of sample s against its threshold thresholds[s],
+// under every option of `opt` (SPEC section 11; opt.mask, when given, is
+// read in place of target > T).
 template <class T, class Exec = ThreadExecutor>
 void loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, const acc_t<T>* thresholds,
                const LossOptions& opt, LossSums* sums, const Exec& exec = Exec{}) {
-  if (opt.default_variant()) return loss_sums(pred, target, samples, voxels, thresholds, opt.k, sums, exec);
   using A = acc_t<T>;
-  constexpr int F = LossSums::kFields;
-  std::vector<double> raw(static_cast<size_t>(samples) * F);
-  per_sample_sums<A, F>(
-      samples, voxels, exec, [&](index_t s) { return variant_loss_strip(pred, target, thresholds[s], opt); },
-      raw.data());
-  to_loss_sums<F>(raw.data(), samples, sums);
+  with_loss_strip(pred, target, opt, [&](auto strip_of) {
+    using Strip = decltype(strip_of(A(0)));
+    constexpr int F = static_cast<int>(Strip::kFields.size());
+    std::vector<double> raw(static_cast<size_t>(samples) * F);
+    per_sample_sums<A, F>(samples, voxels, exec, [&](index_t s) { return strip_of(thresholds[s]); }, raw.data());
+    to_loss_sums<Strip>(raw.data(), samples, sums);
+  });
 }
 
 // Otsu thresholds and LossSums of every sample, each sample whole in one
@@ -162,14 +196,15 @@ template <class T, class Exec>
 void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, const LossOptions& opt,
                     acc_t<T>* thresholds, LossSums* sums, const Exec& exec) {
   using A = acc_t<T>;
-  const auto run = [&](auto fields, auto strip_at) {
-    constexpr int F = decltype(fields)::value;
+  with_loss_strip(pred, target, opt, [&](auto strip_of) {
+    using Strip = decltype(strip_of(A(0)));
+    constexpr int F = static_cast<int>(Strip::kFields.size());
     const Partition part(samples, voxels);
     std::vector<double> partial(static_cast<size_t>(part.tasks() * F), 0.0);
     exec(samples, [&](index_t s) {
       const A t = sample_threshold(target + s * voxels, voxels, opt.bins);
       thresholds[s] = t;
-      const auto strip = strip_at(t);
+      const Strip strip = strip_of(t);
       with_best_isa([&] {
         for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task)
           lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, partial.data() + task * F);
@@ -177,21 +212,8 @@ void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t vox
     });
     std::vector<double> raw(static_cast<size_t>(samples) * F);
     combine_chunks<F>(part, partial.data(), raw.data());
-    to_loss_sums<F>(raw.data(), samples, sums);
-  };
-  if (opt.default_variant())
-    run(std::integral_constant<int, 5>{}, [&](A t) { return LossStrip<T>{pred, target, t, static_cast<A>(opt.k)}; });
-  else
-    run(std::integral_constant<int, LossSums::kFields>{}, [&](A t) { return variant_loss_strip(pred, target, t, opt); });
-}
-
-template <class T, class Exec>
-void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, int bins, double k,
-                    acc_t<T>* thresholds, LossSums* sums, const Exec& exec) {
-  LossOptions opt;
-  opt.bins = bins;
-  opt.k = k;
-  otsu_loss_sums(pred, target, samples, voxels, opt, thresholds, sums, exec);
+    to_loss_sums<Strip>(raw.data(), samples, sums);
+  });
 }
 
 // Everything the backward pass needs from the forward pass.
@@ -227,21 +249,22 @@ LossForwardState<acc_t<T>> loss_forward(const T* pred, const T* target, index_t 
   return st;
 }
 
-// The gradients of a strip of voxels (see GradCoefficients), written to
-// grad_pred, and to grad_target when kTarget.
-template <class T, bool kTarget>
+// The gradients of a strip of voxels under the default per-voxel options
+// (see GradCoefficients), written to grad_pred, and to grad_target when
+// kTarget; the MSE part over the mask, or every voxel when kPlain.
+template <class T, bool kTarget, bool kPlain>
 struct LossGradStrip {
   using A = acc_t<T>;
   const T* pred;
   const T* target;
   T* grad_pred;
   T* grad_target;
-  A t, k, c_mse, c_fg, c_all;
+  A t, k, c_mse, c_soft_fg, c_soft;
 
   void operator()(index_t i, int n) const {
     // Locals, not members: the compiler then knows the stores below leave
     // them alone, and keeps them in registers.
-    const A t_ = t, k_ = k, c_mse_ = c_mse, c_all_ = c_all, c_both = c_all + c_fg;
+    const A t_ = t, k_ = k, c_mse_ = c_mse, c_soft_ = c_soft, c_both = c_soft + c_soft_fg;
     A pb[kStrip], yb[kStrip], x[kStrip], g[kStrip], gp[kStrip], gt[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
@@ -259,8 +282,8 @@ struct LossGradStrip {
       const bool inside = (x[j] > A(-1)) & (x[j] < A(1));
       const A ds = A(0.5) * keep_if(inside, g[j]);
       const bool m = y[j] > t_;
-      const A mse = keep_if(m, c_mse_ * (p[j] - y[j]));
-      out_p[j] = mse + (m ? c_both : c_all_) * ds;
+      const A mse = kPlain ? c_mse_ * (p[j] - y[j]) : keep_if(m, c_mse_ * (p[j] - y[j]));
+      out_p[j] = mse + (m ? c_both : c_soft_) * ds;
       if constexpr (kTarget) out_t[j] = -mse;
     }
     if constexpr (!std::is_same_v<T, A>) {
@@ -281,13 +304,13 @@ struct VariantLossGradStrip {
   const bool* mask;
   T* grad_pred;
   T* grad_target;
-  A t, k, c_mse, c_fg, c_all, c_mse_all;
+  A t, k, c_mse, c_soft_fg, c_soft, c_mse_all;
   SoftMask soft_mask;
   MaskRule mask_rule;
   bool squared;
 
   void operator()(index_t i, int n) const {
-    const A t_ = t, k_ = k, c_mse_ = c_mse, c_fg_ = c_fg, c_all_ = c_all, c_mse_all_ = c_mse_all;
+    const A t_ = t, k_ = k, c_mse_ = c_mse, c_soft_fg_ = c_soft_fg, c_soft_ = c_soft, c_mse_all_ = c_mse_all;
     A pb[kStrip], yb[kStrip], x[kStrip], ds[kStrip], soft[kStrip], g[kStrip];
     unsigned char m[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
@@ -317,7 +340,7 @@ struct VariantLossGradStrip {
       const bool mj = m[j] != 0;
       const A e = p[j] - y[j];
       const A mse = keep_if(mj, c_mse_ * e) + c_mse_all_ * e;
-      gp[j] = mse + (c_all_ * (A(2) * soft[j]) + keep_if(mj, c_fg_)) * ds[j];
+      gp[j] = mse + (c_soft_ * (A(2) * soft[j]) + keep_if(mj, c_soft_fg_)) * ds[j];
       gt[j] = -mse;
     }
     for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
@@ -326,65 +349,59 @@ struct VariantLossGradStrip {
   }
 };
 
-// Gradients from per-sample coefficients (see GradCoefficients): writes
-// grad_pred, and grad_target when it is not null. The default options.
-template <class T, class Exec = ThreadExecutor>
-void loss_backward_apply(const T* pred, const T* target, index_t samples, index_t voxels,
-                         const acc_t<T>* thresholds, const GradCoefficients* coef, double k, T* grad_pred,
-                         T* grad_target, const Exec& exec = Exec{}) {
-  using A = acc_t<T>;
-  const A kk = static_cast<A>(k);
-  const auto run = [&](auto target_tag) {
-    constexpr bool kTarget = decltype(target_tag)::value;
-    backward_strips(samples, voxels, exec, [&](index_t s) {
-      return LossGradStrip<T, kTarget>{pred,
-                                       target,
-                                       grad_pred,
-                                       grad_target,
-                                       thresholds[s],
-                                       kk,
-                                       static_cast<A>(coef[s].c_mse),
-                                       static_cast<A>(coef[s].c_soft_fg),
-                                       static_cast<A>(coef[s].c_soft)};
-    });
-  };
-  if (grad_target)
-    run(std::true_type{});
-  else
-    run(std::false_type{});
-}
-
-// The same under any LossOptions (SPEC section 11).
+// Gradients from per-sample coefficients (see GradCoefficients) under any
+// LossOptions: writes grad_pred, and grad_target when it is not null.
 template <class T, class Exec = ThreadExecutor>
 void loss_backward_apply(const T* pred, const T* target, index_t samples, index_t voxels,
                          const acc_t<T>* thresholds, const GradCoefficients* coef, const LossOptions& opt,
                          T* grad_pred, T* grad_target, const Exec& exec = Exec{}) {
-  if (opt.default_variant())
-    return loss_backward_apply(pred, target, samples, voxels, thresholds, coef, opt.k, grad_pred, grad_target, exec);
   using A = acc_t<T>;
-  const auto run = [&](auto target_tag) {
+  const A k = static_cast<A>(opt.k);
+  const bool plain = opt.mse_term == MseTerm::kPlain;
+  const auto run = [&](auto target_tag, auto plain_tag) {
+    constexpr bool kTarget = decltype(target_tag)::value, kPlain = decltype(plain_tag)::value;
+    backward_strips(samples, voxels, exec, [&](index_t s) {
+      const GradCoefficients& c = coef[s];
+      if constexpr (kPlain) {  // the default per-voxel options: the MSE coefficient is c_mse_all
+        return LossGradStrip<T, kTarget, true>{pred, target, grad_pred, grad_target, thresholds[s], k,
+                                               static_cast<A>(c.c_mse_all), static_cast<A>(c.c_soft_fg),
+                                               static_cast<A>(c.c_soft)};
+      } else {
+        return LossGradStrip<T, kTarget, false>{pred, target, grad_pred, grad_target, thresholds[s], k,
+                                                static_cast<A>(c.c_mse), static_cast<A>(c.c_soft_fg),
+                                                static_cast<A>(c.c_soft)};
+      }
+    });
+  };
+  const auto run_variant = [&](auto target_tag) {
     constexpr bool kTarget = decltype(target_tag)::value;
     backward_strips(samples, voxels, exec, [&](index_t s) {
+      const GradCoefficients& c = coef[s];
       return VariantLossGradStrip<T, kTarget>{pred,
                                               target,
                                               opt.mask,
                                               grad_pred,
                                               grad_target,
                                               thresholds[s],
-                                              static_cast<A>(opt.k),
-                                              static_cast<A>(coef[s].c_mse),
-                                              static_cast<A>(coef[s].c_soft_fg),
-                                              static_cast<A>(coef[s].c_soft),
-                                              static_cast<A>(coef[s].c_mse_all),
+                                              k,
+                                              static_cast<A>(c.c_mse),
+                                              static_cast<A>(c.c_soft_fg),
+                                              static_cast<A>(c.c_soft),
+                                              static_cast<A>(c.c_mse_all),
                                               opt.soft_mask,
                                               opt.mask_rule,
                                               opt.dice_denominator == DiceDenominator::kSquared};
     });
   };
-  if (grad_target)
-    run(std::true_type{});
-  else
-    run(std::false_type{});
+  using Yes = std::true_type;
+  using No = std::false_type;
+  if (!opt.default_variant()) {
+    grad_target ? run_variant(Yes{}) : run_variant(No{});
+  } else if (plain) {
+    grad_target ? run(Yes{}, Yes{}) : run(No{}, Yes{});
+  } else {
+    grad_target ? run(Yes{}, No{}) : run(No{}, No{});
+  }
 }
 
 // Backward of loss_forward: `grad_out` holds loss_output_size(...) upstream

@@ -106,7 +106,7 @@ void masked_mse(const T* pred, const T* target, const bool* mask, index_t sample
                 MseNormalization mse_normalization, Reduction reduction, Out* out, LossSums* sums,
                 const Exec& exec = Exec{}) {
   masked_mse_sums(pred, target, mask, samples, voxels, sums, exec);
-  finalize_losses(sums, samples, voxels, term_options(mse_normalization, reduction, 0.0), out, &PoolResult::mmse);
+  finalize_losses(sums, samples, voxels, term_options(mse_normalization, reduction, 0.0), out, Term::kMmse);
 }
 
 // soft_dice forward: out and sums as for masked_mse.
@@ -116,7 +116,7 @@ void soft_dice(const T* soft, const bool* mask, index_t samples, index_t voxels,
   check_eps(eps);
   soft_dice_sums(soft, mask, samples, voxels, sums, exec);
   finalize_losses(sums, samples, voxels, term_options(MseNormalization::kForeground, reduction, eps), out,
-                  &PoolResult::dice);
+                  Term::kDice);
 }
 
 // dL/dP = c M (P - Y) and dL/dY = -dL/dP for a strip (c: the sample's c_mse).
@@ -150,12 +150,12 @@ struct SoftDiceGradStrip {
   using A = acc_t<T>;
   const bool* mask;
   T* grad_soft;
-  A c_all, c_fg;
+  A c_soft, c_soft_fg;
 
   void operator()(index_t i, int n) const {
-    const A c_all_ = c_all, c_fg_ = c_fg;
+    const A c_soft_ = c_soft, c_soft_fg_ = c_soft_fg;
     const unsigned char* m = as_bytes(mask + i);
-    for (int j = 0; j < n; ++j) grad_soft[i + j] = static_cast<T>(c_all_ + keep_if(m[j] != 0, c_fg_));
+    for (int j = 0; j < n; ++j) grad_soft[i + j] = static_cast<T>(c_soft_ + keep_if(m[j] != 0, c_soft_fg_));
   }
 };
 

@@ -22,17 +22,6 @@
 
 namespace spotlight::cuda {
 
-inline FinalizeParams loss_finalize_params(const LossOptions& opt) {
-  FinalizeParams fin;
-  fin.lam = opt.lam;
-  fin.eps = opt.eps;
-  fin.mse_normalization = opt.mse_normalization;
-  fin.reduction = opt.reduction;
-  fin.term = Term::kLoss;
-  fin.empty_pools = opt.empty_pools;
-  return fin;
-}
-
 namespace detail {
 
 template <class A>
@@ -91,24 +80,17 @@ cudaError_t loss_forward(const T* pred, const T* target, index_t samples, index_
   }
   const LossTermsSource<T> source{pred, target, otsu ? thresholds : given_thresholds, static_cast<A>(opt.k),
                                   otsu ? nullptr : thresholds, loss_variant(opt)};
-  return detail::launch_sums<Policy>(source, g, b.sums, sums, loss_finalize_params(opt), loss, stream);
-}
-
-// The gradient coefficients of a pool, times the upstream gradient g
-// (gradient_coefficients of loss_terms.hpp for one pool).
-__device__ __forceinline__ GradCoefficients scaled_coefficients(const LossSums& pool, double pool_voxels,
-                                                                const FinalizeParams& p, double g) {
-  return scaled_coefficients(pool_result(pool, pool_voxels, p), g, g);
+  return detail::launch_sums<Policy>(source, g, b.sums, sums, opt, Term::kLoss, loss, stream);
 }
 
 template <int kThreads, class G>
 __global__ void __launch_bounds__(kThreads)
     batch_coefficients_kernel(const G* __restrict__ grad_out, const LossSums* __restrict__ sums, Grid grid,
-                              FinalizeParams params, GradCoefficients* __restrict__ out) {
+                              LossOptions opt, GradCoefficients* __restrict__ out) {
   const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
   if (threadIdx.x == 0) {
     const double voxels = static_cast<double>(grid.voxels) * static_cast<double>(grid.samples);
-    *out = scaled_coefficients(pooled, voxels, params, convert<double>(grad_out[0]));
+    *out = pool_coefficients(pool_result(pooled, voxels, opt), opt, convert<double>(grad_out[0]), 1.0, 1.0);
   }
 }
 
@@ -118,40 +100,34 @@ template <class Policy, class T, class G>
 __global__ void __launch_bounds__(Policy::kBlockThreads)
     loss_backward_kernel(const G* __restrict__ grad_out, index_t grad_stride, const T* __restrict__ pred,
                          const T* __restrict__ target, Grid grid, const acc_t<T>* __restrict__ thresholds,
-                         const LossSums* __restrict__ sums, FinalizeParams params, acc_t<T> k,
+                         const LossSums* __restrict__ sums, LossOptions opt, acc_t<T> k,
                          const GradCoefficients* __restrict__ batch_coefficients, T* __restrict__ grad_pred,
                          T* __restrict__ grad_target, LossVariant variant) {
   using A = acc_t<T>;
   constexpr int kThreads = Policy::kBlockThreads;
   const index_t task = blockIdx.x, s = grid.sample_of(task);
 
-  // Every block derives the same coefficients: a small batch re-pools the N
-  // samples' sums in each block (a block reduction), a large one reads
-  // batch_coefficients_kernel's output (needs_batch_coefficients_kernel; the
-  // cost of the re-pooling is estimated in docs/cuda.md).
+  // Every block derives the same coefficients (gradient_coefficients of
+  // core/loss_terms.hpp, from the same pool_coefficients): a small batch
+  // re-pools the N samples' sums in each block (a block reduction), a large
+  // one reads batch_coefficients_kernel's output
+  // (needs_batch_coefficients_kernel; the cost of the re-pooling is estimated
+  // in docs/cuda.md).
   GradCoefficients c;
-  if (params.reduction == Reduction::kBatch && batch_coefficients == nullptr) {
+  if (opt.reduction == Reduction::kBatch && batch_coefficients == nullptr) {
     const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
     const double voxels = static_cast<double>(grid.voxels) * static_cast<double>(grid.samples);
-    c = scaled_coefficients(pooled, voxels, params, convert<double>(grad_out[0]));
-  } else if (params.reduction == Reduction::kBatch) {
+    c = pool_coefficients(pool_result(pooled, voxels, opt), opt, convert<double>(grad_out[0]), 1.0, 1.0);
+  } else if (opt.reduction == Reduction::kBatch) {
     c = *batch_coefficients;
-  } else if (params.empty_pools == EmptyPools::kSpotlight || params.reduction != Reduction::kMean) {
-    const double g = params.reduction == Reduction::kNone
-                         ? convert<double>(grad_out[s * grad_stride])
-                         : (params.reduction == Reduction::kSum
-                                ? convert<double>(grad_out[0])
-                                : convert<double>(grad_out[0]) / static_cast<double>(grid.samples));
-    c = scaled_coefficients(sums[s], static_cast<double>(grid.voxels), params, g);
   } else {
-    // VisCy's "mean": the Dice part is averaged over the pools whose Dice counts.
-    const double real = block_real_pools<kThreads>(sums, grid, params);
-    const GradScales scales = pool_grad_scales(params.reduction, params.empty_pools, convert<double>(grad_out[0]),
-                                               static_cast<double>(grid.samples), real);
-    c = scaled_coefficients(pool_result(sums[s], static_cast<double>(grid.voxels), params), scales.mse, scales.dice);
+    const double g = convert<double>(grad_out[opt.reduction == Reduction::kNone ? s * grad_stride : 0]);
+    const double real = needs_real_pools(opt) ? block_real_pools<kThreads>(sums, grid, opt) : 0.0;
+    c = pool_coefficients(pool_result(sums[s], static_cast<double>(grid.voxels), opt), opt, g,
+                          static_cast<double>(grid.samples), real);
   }
-  const A c_mse = static_cast<A>(c.c_mse), c_fg = static_cast<A>(c.c_soft_fg), c_all = static_cast<A>(c.c_soft),
-          c_mse_all = static_cast<A>(c.c_mse_all);
+  const A c_mse = static_cast<A>(c.c_mse), c_soft_fg = static_cast<A>(c.c_soft_fg),
+          c_soft = static_cast<A>(c.c_soft), c_mse_all = static_cast<A>(c.c_mse_all);
   const A t = thresholds[s];
 
   struct Item {
@@ -168,8 +144,8 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
         if (!valid) return;
         const bool m = v.m;
         if (!variant.active) {
-          const A mse = m ? c_mse * (v.p - v.y) : A(0);
-          grad_pred[i] = convert<T>(mse + (m ? c_all + c_fg : c_all) * math::soft_mask_grad(v.p, t, k));
+          const A mse = variant.plain ? c_mse_all * (v.p - v.y) : (m ? c_mse * (v.p - v.y) : A(0));
+          grad_pred[i] = convert<T>(mse + (m ? c_soft + c_soft_fg : c_soft) * math::soft_mask_grad(v.p, t, k));
           if (grad_target != nullptr) grad_target[i] = convert<T>(-mse);
           return;
         }
@@ -177,7 +153,7 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
         const A e = v.p - v.y, x = v.p - t;
         const A mse = (m ? c_mse * e : A(0)) + c_mse_all * e;
         const A dbds = variant.squared ? A(2) * variant.soft(x, k) : A(1);
-        grad_pred[i] = convert<T>(mse + (c_all * dbds + (m ? c_fg : A(0))) * variant.soft_grad(x, k));
+        grad_pred[i] = convert<T>(mse + (c_soft * dbds + (m ? c_soft_fg : A(0))) * variant.soft_grad(x, k));
         if (grad_target != nullptr) grad_target[i] = convert<T>(-mse);
       },
       NoOp{});
@@ -207,16 +183,15 @@ cudaError_t loss_backward(const G* grad_out, index_t grad_stride, const T* pred,
   if (!g.launchable()) return cudaErrorInvalidValue;
   WorkspaceCarver w(workspace);
   GradCoefficients* batch_coefficients = nullptr;
-  const FinalizeParams params = loss_finalize_params(opt);
   if (needs_batch_coefficients_kernel(samples, opt.reduction)) {
     batch_coefficients = w.take<GradCoefficients>(1);
     if (w.bytes() > workspace_bytes) return cudaErrorInvalidValue;
     batch_coefficients_kernel<Policy::kBlockThreads>
-        <<<1, Policy::kBlockThreads, 0, stream>>>(grad_out, sums, g, params, batch_coefficients);
+        <<<1, Policy::kBlockThreads, 0, stream>>>(grad_out, sums, g, opt, batch_coefficients);
     SPOTLIGHT_CUDA_TRY(launch_error());
   }
   loss_backward_kernel<Policy><<<static_cast<unsigned int>(g.tasks()), Policy::kBlockThreads, 0, stream>>>(
-      grad_out, grad_stride, pred, target, g, thresholds, sums, params, static_cast<acc_t<T>>(opt.k),
+      grad_out, grad_stride, pred, target, g, thresholds, sums, opt, static_cast<acc_t<T>>(opt.k),
       batch_coefficients, grad_pred, grad_target, loss_variant(opt));
   return launch_error();
 }

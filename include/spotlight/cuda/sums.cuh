@@ -28,13 +28,15 @@ using TermValues = BasicLossSums<A>;
 
 template <class A>
 __device__ __forceinline__ LossSums widen(const TermValues<A>& v) {
-  return {v.fg, v.sq_err, v.soft, v.soft_fg, v.poison, v.sq_err_all};
+  return {v.fg, v.sq_err, v.soft, v.soft_fg, v.poison, v.sq_err_all, v.above};
 }
 
 // The published variants' per-voxel choices (SPEC section 11), uniform over
 // a launch: the kernels branch on `active` once per voxel, warp-uniformly.
 struct LossVariant {
-  bool active = false;  // false: the defaults of sections 2-5
+  bool active = false;  // false: the defaults of sections 2-5 (with either MSE term)
+  bool plain = false;   // MseTerm::kPlain: the squared error of every voxel
+  bool count = false;   // LossOptions::count_above: add P > T (LossSums::above)
   const bool* mask = nullptr;
   SoftMask soft_mask = SoftMask::kClamped;
   MaskRule mask_rule = MaskRule::kGreater;
@@ -63,6 +65,8 @@ struct LossVariant {
 inline LossVariant loss_variant(const LossOptions& opt) {
   LossVariant v;
   v.active = !opt.default_variant();
+  v.plain = opt.mse_term == MseTerm::kPlain;
+  v.count = opt.count_above;
   v.mask = opt.mask;
   v.soft_mask = opt.soft_mask;
   v.mask_rule = opt.mask_rule;
@@ -97,15 +101,17 @@ struct LossTermsSource {
     __device__ __forceinline__ TermValues<A> values(const Item& v) const {
       const bool m = v.m;
       const A d = v.y - v.p;
+      const A above = variant.count && v.p > t ? A(1) : A(0);
       if (!variant.active) {
         const A soft = math::soft_mask(v.p, t, k);
-        return {m ? A(1) : A(0), m ? d * d : A(0), soft, m ? soft : A(0), math::poison(v.y) + math::poison(v.p)};
+        return {m ? A(1) : A(0),  m && !variant.plain ? d * d : A(0),      soft, m ? soft : A(0),
+                math::poison(v.y) + math::poison(v.p), variant.plain ? d * d : A(0), above};
       }
       const A soft = variant.soft(v.p - t, k);
       return {m ? A(1) : A(0),   m ? d * d : A(0),
               variant.squared ? soft * soft : soft,
               m ? soft : A(0),   math::poison(v.y) + math::poison(v.p),
-              d * d};
+              d * d,             above};
     }
   };
   __device__ __forceinline__ Sample sample(index_t s) const { return {pred, target, thresholds[s], k, variant}; }
@@ -165,25 +171,6 @@ struct SoftDiceSource {
   __device__ __forceinline__ void block_prologue(index_t, index_t) const {}
 };
 
-// Which value of a pool the op returns.
-enum class Term : int { kLoss = 0, kMmse = 1, kDice = 2 };
-
-struct FinalizeParams {
-  double lam = 0.5, eps = 1e-6;
-  MseNormalization mse_normalization = MseNormalization::kForeground;
-  Reduction reduction = Reduction::kBatch;
-  Term term = Term::kLoss;
-  EmptyPools empty_pools = EmptyPools::kSpotlight;
-};
-
-__device__ __forceinline__ PoolResult pool_result(const LossSums& s, double voxels, const FinalizeParams& fin) {
-  return pool_result(s, voxels, fin.lam, fin.eps, fin.mse_normalization, fin.empty_pools);
-}
-
-__device__ __forceinline__ double term_of(const PoolResult& r, Term term) {
-  return term == Term::kMmse ? r.mmse : (term == Term::kDice ? r.dice : r.loss);
-}
-
 // Another block's LossSums, read through L2.
 __device__ __forceinline__ LossSums load_sums_coherent(const LossSums* p) {
   LossSums s;
@@ -193,6 +180,7 @@ __device__ __forceinline__ LossSums load_sums_coherent(const LossSums* p) {
   s.soft_fg = __ldcg(&p->soft_fg);
   s.poison = __ldcg(&p->poison);
   s.sq_err_all = __ldcg(&p->sq_err_all);
+  s.above = __ldcg(&p->above);
   return s;
 }
 
@@ -207,36 +195,30 @@ __device__ __forceinline__ LossSums block_pooled_sums(const LossSums* sums, inde
 }
 
 // The op's value for reduction "batch", "mean" or "sum" from the per-sample
-// sums (finalize_losses of loss_terms.hpp on the device).
+// sums: finalize_losses of core/loss_terms.hpp on the device, from the same
+// pool_result, PoolTotals and reduce_pools.
 template <int kThreads>
-__device__ double block_pooled_value(const LossSums* sums, const Grid& grid, const FinalizeParams& fin) {
+__device__ double block_pooled_value(const LossSums* sums, const Grid& grid, const LossOptions& opt, Term term) {
   const double n = static_cast<double>(grid.voxels);
-  if (fin.reduction == Reduction::kBatch) {
+  if (opt.reduction == Reduction::kBatch) {
     const LossSums pooled = block_pooled_sums<kThreads>(sums, grid.samples);
-    return term_of(pool_result(pooled, n * static_cast<double>(grid.samples), fin), fin.term);
-  }
-  if (fin.empty_pools == EmptyPools::kSpotlight) {
-    double mine = 0.0;
-    for (index_t s = threadIdx.x; s < grid.samples; s += kThreads)
-      mine += term_of(pool_result(load_sums_coherent(sums + s), n, fin), fin.term);
-    const double total = block_reduce_all<kThreads>(mine, Plus{});
-    return fin.reduction == Reduction::kSum ? total : total / static_cast<double>(grid.samples);
+    return term_of(pool_result(pooled, n * static_cast<double>(grid.samples), opt), term);
   }
   PoolTotals mine;
   for (index_t s = threadIdx.x; s < grid.samples; s += kThreads) {
-    const PoolResult r = pool_result(load_sums_coherent(sums + s), n, fin);
-    mine.add_pool(r, term_of(r, fin.term), fin.lam);
+    const PoolResult r = pool_result(load_sums_coherent(sums + s), n, opt);
+    mine.add_pool(r, term_of(r, term), opt.lam);
   }
   const PoolTotals totals = block_reduce_all<kThreads>(mine, AddFields{});
-  return reduce_pools(totals, fin.reduction, fin.empty_pools, static_cast<double>(grid.samples));
+  return reduce_pools(totals, opt.reduction, opt.empty_pools, static_cast<double>(grid.samples));
 }
 
 // The pools whose Dice counts (VisCy's policy), summed over the batch.
 template <int kThreads>
-__device__ double block_real_pools(const LossSums* sums, const Grid& grid, const FinalizeParams& fin) {
+__device__ double block_real_pools(const LossSums* sums, const Grid& grid, const LossOptions& opt) {
   double mine = 0.0;
   for (index_t s = threadIdx.x; s < grid.samples; s += kThreads)
-    mine += pool_result(load_sums_coherent(sums + s), static_cast<double>(grid.voxels), fin).dice_weight;
+    mine += pool_result(load_sums_coherent(sums + s), static_cast<double>(grid.voxels), opt).dice_weight;
   return block_reduce_all<kThreads>(mine, Plus{});
 }
 
@@ -251,7 +233,7 @@ struct SumsBuffers {
 // for Reduction::kNone, else [1].
 template <class Policy, class Source, class Out>
 __global__ void __launch_bounds__(Policy::kBlockThreads)
-    sums_kernel(Source source, Grid grid, SumsBuffers buf, LossSums* __restrict__ sums, FinalizeParams fin,
+    sums_kernel(Source source, Grid grid, SumsBuffers buf, LossSums* __restrict__ sums, LossOptions opt, Term term,
                 Out* __restrict__ values) {
   using A = typename Source::A;
   constexpr int kThreads = Policy::kBlockThreads;
@@ -281,16 +263,14 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
   const LossSums sample_sums = block_reduce_all<kThreads>(mine, AddFields{});
   if (threadIdx.x == 0) {
     sums[s] = sample_sums;
-    if (fin.reduction == Reduction::kNone) {
-      const PoolResult r = pool_result(sample_sums, static_cast<double>(grid.voxels), fin);
-      values[s] = convert<Out>(term_of(r, fin.term));
-    }
+    if (opt.reduction == Reduction::kNone)
+      values[s] = convert<Out>(term_of(pool_result(sample_sums, static_cast<double>(grid.voxels), opt), term));
   }
-  if (fin.reduction == Reduction::kNone) return;
+  if (opt.reduction == Reduction::kNone) return;
 
   if (!block_arrives_last(buf.batch_ticket, static_cast<unsigned int>(grid.samples))) return;
   // The last sample to finish: pool the batch.
-  const double value = block_pooled_value<kThreads>(sums, grid, fin);
+  const double value = block_pooled_value<kThreads>(sums, grid, opt, term);
   if (threadIdx.x == 0) values[0] = convert<Out>(value);
 }
 
@@ -299,9 +279,9 @@ namespace detail {
 // Launches sums_kernel; buf's tickets must be zero on the stream already.
 template <class Policy, class Source, class Out>
 cudaError_t launch_sums(const Source& source, const Grid& g, const SumsBuffers& buf, LossSums* sums,
-                        const FinalizeParams& fin, Out* values, cudaStream_t stream) {
+                        const LossOptions& opt, Term term, Out* values, cudaStream_t stream) {
   sums_kernel<Policy><<<static_cast<unsigned int>(g.tasks()), Policy::kBlockThreads, 0, stream>>>(source, g, buf, sums,
-                                                                                                 fin, values);
+                                                                                                 opt, term, values);
   return launch_error();
 }
 

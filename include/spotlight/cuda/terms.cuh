@@ -37,7 +37,7 @@ inline TermBuffers carve_terms(WorkspaceCarver& w, const Grid& g) {
 }
 
 template <class T, class Source>
-cudaError_t launch_term(const Source& source, index_t samples, index_t voxels, const FinalizeParams& fin, T* out,
+cudaError_t launch_term(const Source& source, index_t samples, index_t voxels, const LossOptions& opt, Term term, T* out,
                         LossSums* sums, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   using Policy = StreamingPolicy<T>;
   const Grid g = make_grid<Policy>(samples, voxels);
@@ -46,7 +46,7 @@ cudaError_t launch_term(const Source& source, index_t samples, index_t voxels, c
   const TermBuffers b = carve_terms(w, g);
   if (w.bytes() > workspace_bytes || sums == nullptr) return cudaErrorInvalidValue;
   SPOTLIGHT_CUDA_TRY(cudaMemsetAsync(b.sums_buffers.sample_tickets, 0, (samples + 1) * sizeof(unsigned int), stream));
-  return launch_sums<Policy>(source, g, b.sums_buffers, sums, fin, out, stream);
+  return launch_sums<Policy>(source, g, b.sums_buffers, sums, opt, term, out, stream);
 }
 
 }  // namespace detail
@@ -66,11 +66,8 @@ template <class T>
 cudaError_t masked_mse(const T* pred, const T* target, const bool* mask, index_t samples, index_t voxels,
                        MseNormalization mse_normalization, Reduction reduction, T* out, LossSums* sums,
                        void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  FinalizeParams fin;
-  fin.mse_normalization = mse_normalization;
-  fin.reduction = reduction;
-  fin.term = Term::kMmse;
-  return detail::launch_term<T>(MaskedMseSource<T>{pred, target, mask}, samples, voxels, fin, out, sums, workspace,
+  return detail::launch_term<T>(MaskedMseSource<T>{pred, target, mask}, samples, voxels,
+                                term_options(mse_normalization, reduction, 0.0), Term::kMmse, out, sums, workspace,
                                 workspace_bytes, stream);
 }
 
@@ -80,12 +77,9 @@ template <class T>
 cudaError_t soft_dice(const T* soft, const bool* mask, index_t samples, index_t voxels, double eps,
                       Reduction reduction, T* out, LossSums* sums, void* workspace, size_t workspace_bytes,
                       cudaStream_t stream) {
-  FinalizeParams fin;
-  fin.eps = eps;
-  fin.reduction = reduction;
-  fin.term = Term::kDice;
-  return detail::launch_term<T>(SoftDiceSource<T>{soft, mask}, samples, voxels, fin, out, sums, workspace,
-                                workspace_bytes, stream);
+  return detail::launch_term<T>(SoftDiceSource<T>{soft, mask}, samples, voxels,
+                                term_options(MseNormalization::kForeground, reduction, eps), Term::kDice, out, sums,
+                                workspace, workspace_bytes, stream);
 }
 
 // coef[s] = sample s's gradient coefficients (term_gradient_coefficients of
@@ -140,11 +134,11 @@ __global__ void __launch_bounds__(Policy::kBlockThreads)
   using A = acc_t<T>;
   const index_t task = blockIdx.x;
   const GradCoefficients c = coef[grid.sample_of(task)];
-  const A c_all = static_cast<A>(c.c_soft), c_fg = static_cast<A>(c.c_soft_fg);
+  const A c_soft = static_cast<A>(c.c_soft), c_soft_fg = static_cast<A>(c.c_soft_fg);
   block_stream<Policy::kBlockThreads, Policy::kItemsPerThread>(
       grid.begin(task), grid.end(task), [&](index_t i) { return mask[i]; },
       [&](bool m, bool valid, index_t i) {
-        if (valid) grad_soft[i] = convert<T>(m ? c_all + c_fg : c_all);
+        if (valid) grad_soft[i] = convert<T>(m ? c_soft + c_soft_fg : c_soft);
       },
       NoOp{});
 }

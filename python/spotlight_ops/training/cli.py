@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import defaults
+from ..presets import PRESETS, TRAINED
 from .config import TrainConfig, build_config, config_from_checkpoint, read_yaml, stored_config_keys
 
 
@@ -25,12 +27,37 @@ def _auto_bool(text: str):
     return "auto" if text.strip().lower() == "auto" else _bool(text)
 
 
+def add_loss_options(p: argparse.ArgumentParser) -> None:
+    """--preset and a flag for every option of the Spotlight loss (spotlight_ops.loss), each the preset's
+    unless given."""
+    trained = {**{n: defaults.LOSS_DEFAULTS[n] for n in defaults.OPTIONS}, **PRESETS[TRAINED]}
+    # No argparse choices or types here: every value reaches the loss's own checks (TrainConfig), whose
+    # errors are one line and the same as the library's.
+    p.add_argument("--preset", metavar="{" + ",".join(PRESETS) + "}",
+                   help=f"the Spotlight loss's option set (spotlight_ops.presets; default {TRAINED}: lam "
+                        f"{trained['lam']}, k {trained['k']}, mse_term {trained['mse_term']}, T = "
+                        f"{trained['threshold']} on Otsu-standardized targets; spotlight: the paper's loss)")
+    for name, kind in defaults.OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        what = f"{defaults.OPTION_HELP[name]} (default: the preset's; {TRAINED}: {trained[name]})"
+        if kind is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=what)
+        elif kind is str:
+            p.add_argument(flag, dest=name, metavar="{" + ",".join(defaults.CHOICES[name]) + "}", help=what)
+        else:
+            p.add_argument(flag, dest=name, metavar=name.upper(), help=what)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = subparsers.add_parser(
         "train", help="train an F-net with the MSE or Spotlight loss",
-        description="Train F-net on a CSV manifest of (signal, target) TIFF pairs. Defaults are the paper's "
-                    "hyperparameters. Values come from the defaults, then --config YAML, then flags.")
+        description="Train F-net on a CSV manifest of (signal, target) TIFF pairs. Defaults: F-net's and the "
+                    "Spotlight paper's training hyperparameters (Adam, lr, betas, patches), and the loss that trains "
+                    "on the project's real data (the preset 'trained': lam * MSE + (1 - lam) * Dice with the MSE over "
+                    "every voxel, T = 0 on Otsu-standardized targets; the paper's loss, which collapses there, is "
+                    "--preset spotlight or --mse-term masked; docs/collapse.md). Values come from the defaults, then "
+                    "--config YAML, then flags.")
     p.add_argument("--config", help="YAML file whose keys are the long flag names with underscores")
     p.add_argument("--train-csv", dest="train_csv", help="manifest path_signal,path_target[,path_mask]")
     p.add_argument("--out", dest="out_dir", help="run folder (config.yaml, log.csv, checkpoints/, model.pt)")
@@ -38,11 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="continue the run in --out from its latest intact checkpoint (its config.yaml is the base "
                         "config unless --config is given)")
     p.add_argument("--loss", choices=["mse", "spotlight"], help=f"training loss (default {d.loss})")
-    p.add_argument("--lam", type=float, help=f"Spotlight MMSE weight (default {d.lam})")
-    p.add_argument("--k", type=float, help=f"tunable-sigmoid steepness (default {d.k})")
-    p.add_argument("--mse-term", dest="mse_term", choices=["plain", "masked"],
-                   help=f"Spotlight's MSE term: plain (every voxel, against the collapse of docs/collapse.md) or "
-                        f"masked (the paper's MMSE over the foreground) (default {d.mse_term})")
+    add_loss_options(p)
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
     p.add_argument("--betas", type=float, nargs=2, help=f"Adam betas (default {d.betas[0]} {d.betas[1]})")
     p.add_argument("--batch-size", dest="batch_size", type=int, help=f"global batch (default {d.batch_size})")
@@ -54,7 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
                    help=f"iterations between checkpoints (default {d.checkpoint_every})")
     p.add_argument("--log-every", dest="log_every", type=int, help=f"iterations between log rows (default {d.log_every})")
-    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--seed", type=int, help=f"random seed, in [0, 2**64 - 1] (default {d.seed})")
     p.add_argument("--voxel-size", dest="voxel_size", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="input voxel size; resample to isotropic voxels")
     p.add_argument("--isotropic-voxel-size", dest="isotropic_voxel_size", type=float,

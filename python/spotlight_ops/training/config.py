@@ -1,4 +1,5 @@
-"""Training configuration: every paper hyperparameter as a default, from YAML and/or flags.
+"""Training configuration: F-net's and the paper's hyperparameters and the project's loss as defaults, from
+YAML and/or flags.
 
 Precedence: dataclass defaults < YAML file (``--config``) < command-line flags. YAML keys are
 the field names of :class:`TrainConfig`; an unknown key is an error naming it and the file.
@@ -15,6 +16,7 @@ import yaml
 
 from .. import defaults
 from ..data import PreprocessConfig
+from ..presets import PRESETS, TRAINED, check_preset
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
@@ -24,17 +26,21 @@ RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "d
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (defaults: Ounkomol et al. 2018 / the Spotlight paper).
+    """Everything that defines a training run (defaults: Ounkomol et al. 2018 / the Spotlight paper, and the
+    loss of docs/collapse.md).
 
     Data: ``train_csv`` (manifest), preprocessing (``voxel_size``, ``isotropic_voxel_size``,
     ``target_norm``, ``smooth_threshold``, ``crop_multiple``, ``min_foreground_fraction``),
     sampling (``patch_size`` z,y,x; ``batch_size``, the global batch split over processes;
     ``max_retries``). Model: F-net ``depth`` / ``base_channels``. Loss: ``loss`` (``"mse"`` or
-    ``"spotlight"``), ``lam``, ``k``, ``mse_term`` (Spotlight minimises
-    ``lam * MSE + (1 - lam) * Dice``; ``"plain"``, the default: the MSE over every voxel, so that the
-    background keeps a gradient where the soft Dice's vanishes; ``"masked"``: the paper's MMSE over the
-    target's foreground, which collapses on the real data of docs/collapse.md). Optimiser: Adam ``lr``,
-    ``betas``. Schedule: ``iterations``,
+    ``"spotlight"``); for Spotlight, ``preset`` (:mod:`spotlight_ops.presets`; default ``"trained"``:
+    ``lam * MSE + (1 - lam) * Dice`` with the MSE over every voxel, ``mse_term: plain``, lam 0.5,
+    k -0.95, T = 0 on Otsu-standardized targets; ``"spotlight"`` is the paper's loss, which collapses on
+    the real data of docs/collapse.md) and any option of :func:`spotlight_ops.loss` (``lam``, ``k``,
+    ``eps``, ``bins``, ``mse_term``, ``soft_mask``, ``mask_rule``, ``dice_denominator``, ``empty_pools``,
+    ``per_channel``, ``mse_normalization``, ``reduction``), each the preset's unless given: the
+    criterion is ``SpotlightLoss.from_preset(preset, **options)`` (:func:`~.trainer.make_criterion`), its
+    options checked by the op library. Optimiser: Adam ``lr``, ``betas``. Schedule: ``iterations``,
     ``checkpoint_every``, ``log_every``, ``seed``. Runtime: ``device`` (auto/cpu/cuda), ``amp``
     (auto = on for CUDA only), ``amp_dtype``, ``deterministic``, ``num_threads``,
     ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed). Learning rate:
@@ -53,9 +59,20 @@ class TrainConfig:
     train_csv: Optional[str] = None
     out_dir: Optional[str] = None
     loss: str = "spotlight"
-    lam: float = defaults.LAM
-    k: float = defaults.K
-    mse_term: str = "plain"  # Spotlight's MSE term: "plain" (every voxel, docs/collapse.md) or "masked" (the paper)
+    preset: str = TRAINED
+    # The options of the Spotlight loss; None: the preset's (filled in when the config is made).
+    lam: Optional[float] = None
+    k: Optional[float] = None
+    mse_term: Optional[str] = None
+    eps: Optional[float] = None
+    bins: Optional[int] = None
+    soft_mask: Optional[str] = None
+    mask_rule: Optional[str] = None
+    dice_denominator: Optional[str] = None
+    empty_pools: Optional[str] = None
+    per_channel: Optional[bool] = None
+    mse_normalization: Optional[str] = None
+    reduction: Optional[str] = None
     lr: float = 1e-3
     betas: tuple = (0.5, 0.999)
     lr_schedule: str = "constant"
@@ -97,6 +114,7 @@ class TrainConfig:
     ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        self._resolve_loss_options()
         for name in _FLOATS:
             setattr(self, name, _number(name, getattr(self, name), float))
         for name in _INTS:
@@ -117,9 +135,6 @@ class TrainConfig:
         for name in ("batch_size", "iterations", "checkpoint_every", "log_every", "base_channels", "crop_multiple",
                      "max_retries", "val_every", "val_patches"):
             positive_int(name)
-        if self.mse_term not in ("plain", "masked"):
-            raise ValueError(f"mse_term must be 'plain' (MSE over every voxel) or 'masked' (the paper's MMSE over "
-                             f"the foreground), got {self.mse_term!r}")
         for name in ("buffer_size", "buffer_switch_every", "bn_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -138,10 +153,9 @@ class TrainConfig:
             raise ValueError(f"depth must be an integer >= 0, got {self.depth!r}")
         if self.loss not in ("mse", "spotlight"):
             raise ValueError(f"loss must be 'mse' or 'spotlight', got {self.loss!r}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam must lie in [0, 1], got {self.lam!r}")
-        if not -1.0 < self.k < 1.0:
-            raise ValueError(f"k must lie in the open interval (-1, 1), got {self.k!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= _MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {_MAX_SEED}] (what torch.manual_seed takes), "
+                             f"got {self.seed!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -168,6 +182,29 @@ class TrainConfig:
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or null, got {self.num_threads!r}")
         self.preprocess()  # validates the preprocessing keys
+
+    def _resolve_loss_options(self) -> None:
+        """Fills each loss option left None with the preset's; options that were given are checked by
+        the op library (the loss's own one-line errors) and converted to their types."""
+        check_preset(self.preset)
+        resolved = {**{name: defaults.LOSS_DEFAULTS[name] for name in defaults.OPTIONS},
+                    **{k: v for k, v in PRESETS[self.preset].items() if k in defaults.OPTIONS}}
+        given = {name: getattr(self, name) for name in defaults.OPTIONS if getattr(self, name) is not None}
+        if given:
+            from ..functional import loss_options  # torch, only when options are given
+
+            resolved = loss_options(**{**resolved, **given})
+        for name, value in resolved.items():
+            setattr(self, name, value)
+
+    def loss_options(self) -> dict:
+        """The keyword arguments of :meth:`SpotlightLoss.from_preset` beside :attr:`preset`: every option, and
+        the threshold (the preset's on Otsu-standardized targets; each sample's Otsu threshold, None, for
+        z-scored ones, whose foreground does not start at 0)."""
+        out = {name: getattr(self, name) for name in defaults.OPTIONS}
+        if self.target_norm != "otsu":
+            out["threshold"] = None
+        return out
 
     def preprocess(self) -> PreprocessConfig:
         """The data-preprocessing part, shared with prediction."""
@@ -202,7 +239,8 @@ class TrainConfig:
         return [k for k in mine if k not in RESUMABLE_CHANGES and mine[k] != theirs.get(k)]
 
 
-_FLOATS = ("lam", "k", "lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction", "ema_decay")
+_FLOATS = ("lr", "min_lr", "isotropic_voxel_size", "min_foreground_fraction", "ema_decay")
+_MAX_SEED = 2 ** 64 - 1  # torch.manual_seed's largest; numpy's generators take any non-negative seed
 _INTS = ("batch_size", "iterations", "depth", "base_channels", "checkpoint_every", "log_every", "seed",
          "crop_multiple", "max_retries", "num_threads", "warmup_iterations", "bn_batches")
 

@@ -1,9 +1,10 @@
 r"""The training loop: F-net on foreground-aware random patches, MSE or Spotlight loss.
 
 Per iteration: draw a batch of patches (:class:`~spotlight_ops.data.PatchSampler`), predict,
-compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``: ``lam * MSE + (1 - lam) * Dice``,
-the MSE over every voxel (``mse_term="plain"``, the default, docs/collapse.md) or over the foreground
-(``"masked"``: the paper's MMSE), with ``threshold=0.0`` on Otsu-standardized targets),
+compute the loss in float32 (``mse``: ``mean((P - Y)^2)``; ``spotlight``: one fused op,
+``SpotlightLoss.from_preset(preset, **options)`` (:func:`make_criterion`), by default the ``"trained"``
+preset: ``lam * MSE + (1 - lam) * Dice`` with the MSE over every voxel, ``threshold=0.0`` on
+Otsu-standardized targets, docs/collapse.md),
 step Adam, log, and every ``checkpoint_every`` iterations write a checkpoint.
 
 A checkpoint holds the model, the optimizer, the AMP grad scaler, the RNG states of Python,
@@ -66,7 +67,7 @@ from . import resume as R
 from . import validation as V
 from .config import TrainConfig, write_yaml
 from .log import LossLog, read_log
-from .monitor import FRACTION_COLUMNS, CollapseMonitor, collapse_hint, foreground_fractions
+from .monitor import FRACTION_COLUMNS, CollapseMonitor, batch_fractions, collapse_hint
 from .rng import capture_rng_state, restore_rng_state, seed_everything
 from .schedule import learning_rate
 from .signals import STOP_SIGNALS, StopRequests, Stopped
@@ -101,20 +102,16 @@ class TrainResult:
     last_loss: Optional[float] = None
 
 
-def make_criterion(config: TrainConfig) -> Callable:
-    """``criterion(pred, target)`` of the configured loss, on float32 tensors."""
+def make_criterion(config: TrainConfig) -> nn.Module:
+    """The criterion of the configured loss, on float32 tensors: ``nn.MSELoss()``, or
+    ``SpotlightLoss.from_preset(config.preset, **config.loss_options())``, the same public call a script
+    makes (the default is bit for bit ``SpotlightLoss.from_preset("trained")``). Its collapse warning is
+    off: the trainer's monitor reads the same counts (``criterion.fractions()``) and speaks in flags."""
     if config.loss == "mse":
-        return nn.functional.mse_loss
-    import spotlight_ops
+        return nn.MSELoss()
+    from ..losses import SpotlightLoss
 
-    # Otsu-standardized targets put the foreground at > 0 (SPEC 6), so no histogram per batch
-    threshold = 0.0 if config.target_norm == "otsu" else None
-    if config.mse_term == "masked":  # the paper: lam * MMSE (foreground voxels) + (1 - lam) * Dice
-        return lambda pred, target: spotlight_ops.loss(pred, target, threshold=threshold, lam=config.lam, k=config.k)
-    # lam * MSE over every voxel + (1 - lam) * Dice: the background keeps a gradient where the soft Dice's
-    # vanishes, and no term pulls the foreground alone (docs/collapse.md)
-    return lambda pred, target: (config.lam * nn.functional.mse_loss(pred, target) + (1.0 - config.lam)
-                                 * spotlight_ops.loss(pred, target, threshold=threshold, lam=0.0, k=config.k))
+    return SpotlightLoss.from_preset(config.preset, **config.loss_options(), collapse_warning=False)
 
 
 def _amp_settings(config: TrainConfig, device: torch.device) -> tuple:
@@ -257,7 +254,7 @@ class _Run:
         columns = dict(FRACTION_COLUMNS, **(V.COLUMNS if val_rows else {}))
         self.log = LossLog(run_dir, self.start, config.tensorboard, columns=columns,
                            saved=payload.get("log") if payload is not None else None) if ctx.is_main else None
-        self.fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # the loss's T (make_criterion)
+        self.fraction_threshold = 0.0 if config.target_norm == "otsu" else None  # MSE runs: the T of the Spotlight loss
         self.monitor = CollapseMonitor(hint=collapse_hint(config))
         self.last_plot = -math.inf
         self.bar = P.progress_bar(config, self.start, ctx.is_main)
@@ -432,7 +429,8 @@ class _Run:
                metrics: dict) -> None:
         """A log iteration: the batch's foreground fractions (the mean over processes), then in the main
         process the log row, the collapse monitor, the loss plot and the progress bar's numbers."""
-        fractions = D.mean_across_ranks(foreground_fractions(prediction, target, self.fraction_threshold), self.ctx)
+        fractions = batch_fractions(self.criterion, prediction, target, self.fraction_threshold)
+        fractions = D.mean_across_ranks(fractions, self.ctx)
         fg_pred, fg_target = fractions.tolist()
         if self.log is None:
             return

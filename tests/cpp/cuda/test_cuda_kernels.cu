@@ -310,8 +310,8 @@ TYPED_TEST(CudaKernels, MaskedMseAndSoftDiceMatchCpu) {
       EXPECT_NEAR(to_double(ds[i]), cs[i], 4 * rounding_of<T>() * scale_s) << "soft_dice grad " << i;
     }
     std::vector<double> want_mse(outputs), want_dice(outputs);
-    spotlight::finalize_losses(mse_sums.data(), 4, b.voxels, o, want_mse.data(), &spotlight::PoolResult::mmse);
-    spotlight::finalize_losses(dice_sums.data(), 4, b.voxels, o, want_dice.data(), &spotlight::PoolResult::dice);
+    spotlight::finalize_losses(mse_sums.data(), 4, b.voxels, o, want_mse.data(), spotlight::Term::kMmse);
+    spotlight::finalize_losses(dice_sums.data(), 4, b.voxels, o, want_dice.data(), spotlight::Term::kDice);
     const auto got_mse = mse.host(), got_dice = dice.host();
     for (size_t j = 0; j < outputs; ++j) {
       expect_close(to_double(got_mse[j]), want_mse[j], 2 * rounding_of<T>() + sum_tolerance<T>(), "masked_mse");

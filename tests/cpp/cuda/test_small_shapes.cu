@@ -231,8 +231,8 @@ TYPED_TEST(CudaSmallShapes, MaskedMseAndSoftDice) {
         },
         "soft_dice"));
     std::vector<double> want_mse(outputs), want_dice(outputs);
-    spotlight::finalize_losses(mse_sums.data(), 3, b.voxels, o, want_mse.data(), &spotlight::PoolResult::mmse);
-    spotlight::finalize_losses(dice_sums.data(), 3, b.voxels, o, want_dice.data(), &spotlight::PoolResult::dice);
+    spotlight::finalize_losses(mse_sums.data(), 3, b.voxels, o, want_mse.data(), spotlight::Term::kMmse);
+    spotlight::finalize_losses(dice_sums.data(), 3, b.voxels, o, want_dice.data(), spotlight::Term::kDice);
     for (size_t j = 0; j < outputs; ++j) {
       expect_close(to_double(mse[j]), want_mse[j], 2 * rounding_of<T>() + sum_tolerance<T>(), "masked_mse");
       expect_close(to_double(dice[j]), want_dice[j], 2 * rounding_of<T>() + sum_tolerance<T>(), "soft_dice");

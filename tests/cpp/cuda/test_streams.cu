@@ -114,7 +114,7 @@ TEST(CudaStreams, SideStreamRunsWhileTheDefaultStreamIsBusy) {
   sc::masked_mse_sums(b.pred_acc.data(), b.target_acc.data(), reinterpret_cast<const bool*>(mask_bytes.data()), n, v,
                       mse_sums.data(), sc::SerialExecutor{});
   double want_mse = 0;
-  spotlight::finalize_losses(mse_sums.data(), n, v, o, &want_mse, &spotlight::PoolResult::mmse);
+  spotlight::finalize_losses(mse_sums.data(), n, v, o, &want_mse, spotlight::Term::kMmse);
   expect_close(*h++, want_mse, 2e-5, "masked_mse");
   std::vector<float> want_soft(b.pred.size());
   sc::tunable_sigmoid(b.pred_acc.data(), n * v, kK, want_soft.data(), sc::SerialExecutor{});

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ops/loss/loss_options.h"
 #include "spotlight/core/options.hpp"
 #include "spotlight/cpu/loss.hpp"
 #include "spotlight/cpu/otsu.hpp"
@@ -24,20 +25,13 @@ namespace sc = spotlight::cpu;
 namespace sd = spotlight::defaults;
 using at::Tensor;
 
-using LossOp = Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&, double, double, double, int64_t,
-                      c10::string_view, c10::string_view, c10::string_view, const std::optional<Tensor>&,
-                      c10::string_view, c10::string_view, c10::string_view, bool);
-
-c10::string_view name(std::string_view s) { return {s.data(), s.size()}; }
-
-// torch.ops.spotlight.loss(pred, target) with o's parameters (Otsu thresholds).
+// torch.ops.spotlight.loss(pred, target) with o's parameters (Otsu thresholds), called boxed from the
+// option list (spotlight_ops::loss_call_stack).
 Tensor op_loss(const Tensor& pred, const Tensor& target, const spotlight::LossOptions& o) {
-  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("spotlight::loss", "").typed<LossOp>();
-  return op.call(pred, target, std::nullopt, o.lam, o.k, o.eps, o.bins,
-                 name(spotlight::option_name(o.mse_normalization)), name(spotlight::option_name(o.reduction)),
-                 name(spotlight::option_name(o.soft_mask)), std::nullopt, name(spotlight::option_name(o.mask_rule)),
-                 name(spotlight::option_name(o.dice_denominator)), name(spotlight::option_name(o.empty_pools)),
-                 sd::kPerChannel);
+  static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("spotlight::loss", "");
+  torch::jit::Stack stack = spotlight_ops::loss_call_stack(op.schema(), pred, target, std::nullopt, std::nullopt, o);
+  op.callBoxed(&stack);
+  return stack.at(0).toTensor();
 }
 
 bool same_bits(const Tensor& a, const void* b, size_t bytes) {
@@ -92,6 +86,15 @@ TEST(OpMatchesHeader, LossForwardAndBackward) {
   v.dice_denominator = spotlight::DiceDenominator::kSquared;
   v.mask_rule = spotlight::MaskRule::kGreaterEqual;
   expect_loss_alike<float>(at::kFloat, v);
+  v.mse_term = spotlight::MseTerm::kPlain;  // the plain MSE term on the variant strips
+  expect_loss_alike<double>(at::kDouble, v);
+  spotlight::LossOptions plain;  // and on the default strips
+  plain.mse_term = spotlight::MseTerm::kPlain;
+  for (const auto reduction : {sd::kReduction, spotlight::Reduction::kNone, spotlight::Reduction::kMean}) {
+    plain.reduction = reduction;
+    expect_loss_alike<double>(at::kDouble, plain);
+    expect_loss_alike<at::BFloat16>(at::kBFloat16, plain);
+  }
 }
 
 template <class T>
