@@ -50,7 +50,8 @@ def build_parser(only: Optional[str] = None) -> SpotlightParser:
     parser = SpotlightParser(
         prog="spotlight", description="Spotlight: foreground-aware virtual staining.",
         epilog="Errors are one line; --debug or SPOTLIGHT_DEBUG=1 shows the traceback. Exit codes: 0 done, "
-               "1 run failed, 2 bad arguments/files/machine, 128+N stopped by signal N (checkpoint saved).")
+               "1 run failed, 2 bad arguments/files/machine, 3 run folder removed or taken while training, 128+N "
+               "stopped by signal N (checkpoint saved).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     parser.add_argument("--version", action="version", version=f"spotlight {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=SpotlightParser)
