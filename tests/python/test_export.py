@@ -143,7 +143,8 @@ def test_bioimageio_core_predicts_the_whole_volume_as_spotlight_does(trained, ex
         pipeline.apply_preprocessing(sample)
         standardized = np.asarray(sample.members["brightfield"].data)
         assert scaled_error(signal(trained), standardized[0, 0]) <= 1e-4  # the spec's standardization is spotlight's
-        out = pipeline.predict_sample_without_blocking(sample, skip_preprocessing=True)
+        with pipeline:  # predict() above unloads the model when it is done
+            out = pipeline.predict_sample_without_blocking(sample, skip_preprocessing=True)
         with torch.inference_mode():
             same_input = net(torch.from_numpy(standardized.astype(np.float32))).numpy()
         assert scaled_error(same_input, np.asarray(out.members["fluorescence"].data)) <= TOLERANCE, weights
