@@ -110,6 +110,8 @@ def repair_model(run_dir: Path, payload: dict) -> Path:
                                                             "iteration": payload["iteration"],
                                                             "sha256": read_digest(source)})
     state["model"] = payload.get("inference_model", payload["model"])
+    if "channels" in payload:
+        state["channels"] = payload["channels"]
     print(f"Run {run_dir}: {model_path} was {'stale' if model_path.exists() else 'missing'}; rewritten from "
           f"{source} (iteration {payload['iteration']}).", file=sys.stderr)
     return model_file.write_model_file(model_path, state)
