@@ -170,3 +170,28 @@ def test_foreground_fractions_threshold_each_channel():
     expected = [float((prediction > t).double().mean()), float((target > t).double().mean())]
     assert got.tolist() == pytest.approx(expected, abs=1e-7)
     assert 0.3 < expected[1] < 0.7  # one threshold over both channels would put channel 2 all above
+
+
+def test_a_run_from_before_stored_masks_resumes_without_them(manifests, tmp_path, capsys, monkeypatch):
+    """A run whose config.yaml and checkpoints lack stored_masks was trained by a trainer that never passed
+    masks: --resume keeps it so, though its manifest names masks."""
+    from spotlight_ops.training import trainer
+
+    written = trainer._Run.checkpoint_payload
+
+    def without_key(self, iteration):
+        payload = written(self, iteration)
+        payload["config"].pop("stored_masks")
+        return payload
+
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer._Run, "checkpoint_payload", without_key)
+        patch.setattr(trainer, "write_yaml", lambda config, path: path.write_text(
+            "".join(line for line in __import__("yaml").safe_dump(config.to_dict(), sort_keys=False)
+                    .splitlines(keepends=True) if not line.startswith("stored_masks:"))))
+        assert main(["train", *tiny_flags(manifests["masks"], out), "--iterations", "2", "--no-stored-masks"]) == 0
+    assert "stored_masks" not in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--iterations", "3"]) == 0
+    assert "stored masks ignored" in capsys.readouterr().err

@@ -161,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         if not saved.is_file():
             raise ValueError(f"{saved}: config file not found")
-        config = build_config(saved, overrides)
+        config = build_config(saved, overrides, stored_run=True)
         missing = sorted(set(TrainConfig.field_names()) - set(read_yaml(saved)))
         if missing:  # spotlight writes every key: a file without some is torn (or from an older version)
             stored = stored_config_keys(Path(args.out_dir) / "checkpoints")

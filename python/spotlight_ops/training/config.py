@@ -326,6 +326,16 @@ def _numbers(name: str, values, kind: type) -> tuple:
                          f"got {values!r}") from None
 
 
+# Keys added since runs were first written, with the value runs written before them had (what their
+# trainer did), so that such a run resumes as it trained: before stored_masks, masks never reached the loss.
+OLDER_RUN_VALUES = {"stored_masks": False}
+
+
+def older_run_defaults(values: dict) -> dict:
+    """A stored config (``config.yaml``, a checkpoint's) with :data:`OLDER_RUN_VALUES` for the keys it lacks."""
+    return {**OLDER_RUN_VALUES, **values}
+
+
 def read_yaml(path: Union[str, Path]) -> dict:
     """The mapping in a YAML config file; errors name the file."""
     path = Path(path)
@@ -351,9 +361,13 @@ def read_yaml(path: Union[str, Path]) -> dict:
     return values
 
 
-def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
-    """Defaults, then the YAML file's keys, then ``overrides`` (flags that were given; None means not given)."""
+def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Optional[dict[str, Any]] = None,
+                 stored_run: bool = False) -> TrainConfig:
+    """Defaults, then the YAML file's keys, then ``overrides`` (flags that were given; None means not given).
+    ``stored_run``: the YAML is a run's own ``config.yaml`` (:func:`older_run_defaults` fill its missing keys)."""
     values = read_yaml(yaml_path) if yaml_path else {}
+    if stored_run:
+        values = older_run_defaults(values)
     source = str(yaml_path) if yaml_path else "config"
     unknown = sorted(set(values) - set(TrainConfig.field_names()))
     if unknown:
@@ -401,5 +415,6 @@ def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[st
     if found is None:
         return None
     path, values = found
+    values = older_run_defaults(values)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return TrainConfig.from_dict(values, f"{path} (config)")
