@@ -195,3 +195,13 @@ def test_a_run_from_before_stored_masks_resumes_without_them(manifests, tmp_path
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume", "--iterations", "3"]) == 0
     assert "stored masks ignored" in capsys.readouterr().err
+
+
+def test_a_model_file_put_back_from_its_checkpoint_keeps_the_channels(manifests, tmp_path):
+    config = tiny_config(manifests["bare"], tmp_path / "run", iterations=2)
+    train(config)
+    (tmp_path / "run" / "model.pt").unlink()
+    assert train(config, resume=True).already_finished
+    meta = model_file.read_metadata(tmp_path / "run" / "model.pt")
+    assert meta["channels"] == {"signal": [None, None], "target": [None, None]}
+    assert (meta["model_config"]["in_channels"], meta["model_config"]["out_channels"]) == (2, 2)

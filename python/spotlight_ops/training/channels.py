@@ -13,7 +13,8 @@ threshold itself, which must be per (sample, channel), so several z-scored targe
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from ..data import ManifestRow, read_manifest
 from ..data.dataset import mask_sources
@@ -21,6 +22,36 @@ from ..data.errors import DataError
 from ..data.manifest import plate_rows
 
 CHANNELS_KEY = "channels"  # model-file metadata: {"signal": [name or None, ...], "target": [...]}
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What the pairs decide: the F-net's channel counts, the channel names, whether the loss gets masks."""
+
+    in_channels: int
+    out_channels: int
+    names: dict
+    use_masks: bool
+    mask_note: str
+
+    def describe(self) -> str:
+        """The start line's words on the data: channels and masks."""
+        def names(role: str) -> str:
+            given = self.names[role]
+            return ", ".join(n or "?" for n in given) if any(given) else str(len(given))
+
+        return f"channels: signal {names('signal')} -> target {names('target')}; {self.mask_note}"
+
+
+def plan(config, rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow]) -> DataPlan:
+    """The :class:`DataPlan` of a run's training and held-out pairs; every error before any training."""
+    in_channels, out_channels = channel_counts(list(rows) + list(val_rows), "training and validation pairs")
+    check_target_norm(config, out_channels)
+    wanted = config.stored_masks and config.loss == "spotlight"
+    stored = rows_with_masks(rows, strict=wanted)
+    if wanted and stored and val_rows:
+        rows_with_masks(list(val_rows) + list(rows))  # held-out pairs are scored with their masks too
+    return DataPlan(in_channels, out_channels, channel_names(rows), bool(wanted and stored), mask_use(config, stored))
 
 
 def training_rows(config) -> list[ManifestRow]:

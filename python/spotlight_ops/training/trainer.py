@@ -233,19 +233,11 @@ class _Run:
         self.config, self.ctx, self.run_dir, self.run_id = config, ctx, run_dir, run_id
         self.manager, self.lock = manager, lock
         self.pairs, val_rows = _training_data(config, run_dir, ctx)
-        rows = getattr(self.pairs, "rows", None) or [p.source for p in self.pairs]
-        in_channels, out_channels = CH.channel_counts(rows + val_rows, "training and validation pairs")
-        CH.check_target_norm(config, out_channels)
-        self.channels = CH.channel_names(rows)
-        wanted = config.stored_masks and config.loss == "spotlight"
-        masks_stored = CH.rows_with_masks(rows, strict=wanted)
-        self.use_masks = masks_stored and wanted
-        if self.use_masks and val_rows:
-            CH.rows_with_masks(val_rows + rows)  # held-out pairs are scored with their masks too
-        self.mask_note = CH.mask_use(config, masks_stored)
+        self.plan = CH.plan(config, getattr(self.pairs, "rows", None) or [p.source for p in self.pairs], val_rows)
+        self.channels, self.use_masks = self.plan.names, self.plan.use_masks
         seed_everything(config.seed)  # the same initial weights on every process
-        model = FNet(depth=config.depth, base_channels=config.base_channels, in_channels=in_channels,
-                     out_channels=out_channels).to(ctx.device)
+        model = FNet(depth=config.depth, base_channels=config.base_channels, in_channels=self.plan.in_channels,
+                     out_channels=self.plan.out_channels).to(ctx.device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
         amp_enabled, amp_dtype = _amp_settings(config, ctx.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
@@ -356,7 +348,7 @@ class _Run:
     def run(self, on_iteration) -> TrainResult:
         config, ctx = self.config, self.ctx
         if ctx.is_main:
-            P.start_line(config, ctx.device, ctx.world_size, self.start, self._data_line())
+            P.start_line(config, ctx.device, ctx.world_size, self.start, self.plan.describe())
         self.model.train()
         loss_value = None
         with contextlib.ExitStack() as cleanup:
@@ -381,14 +373,6 @@ class _Run:
                 if on_iteration is not None:
                     on_iteration(iteration, loss_value)
         return self.finish(loss_value)
-
-    def _data_line(self) -> str:
-        """The start line's words on the data: channels and masks."""
-        def names(role: str) -> str:
-            return ", ".join(n or "?" for n in self.channels[role]) if any(self.channels[role]) \
-                else str(len(self.channels[role]))
-
-        return f"channels: signal {names('signal')} -> target {names('target')}; {self.mask_note}"
 
     def rate(self, iteration: int) -> float:
         c = self.config
