@@ -249,3 +249,21 @@ def test_start_line_and_time_estimate(dataset, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train: device cpu, 1 CPU thread(s) of" in err and "iterations 1..8" in err
     assert "s/iteration; about" in err and "for the remaining 2 iterations" in err
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_resume_with_stored_masks_is_bit_exact(dataset, tmp_path, lazy, capsys):
+    """The tiny dataset's manifest names masks (path_mask): the loss gets them as mask=, and a resumed run,
+    in memory or buffered (masks read box by box), repeats the uninterrupted losses exactly."""
+    options = dict(iterations=7, checkpoint_every=3, augment="yx",
+                   **({"buffer_size": 2, "buffer_switch_every": 2} if lazy else {}))
+    train(tiny_config(dataset["train"], tmp_path / "reference", **options))
+    assert "masks: the stored foreground masks" in capsys.readouterr().err
+    config = tiny_config(dataset["train"], tmp_path / "run", **options)
+    with pytest.raises(Interrupted):
+        train(config, on_iteration=interrupt_at(5))
+    train(config, resume=True)
+    assert losses(tmp_path / "run") == losses(tmp_path / "reference")
+    train(tiny_config(dataset["train"], tmp_path / "unmasked", stored_masks=False, **options))
+    assert "stored masks ignored (--no-stored-masks)" in capsys.readouterr().err
+    assert losses(tmp_path / "unmasked")[0] != losses(tmp_path / "reference")[0]  # the masks were used

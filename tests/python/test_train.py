@@ -102,7 +102,7 @@ def test_cli_train_and_exit_codes(dataset, tmp_path, capsys):
     assert main(["train", *flags, "--iterations", "3"]) == 2  # exists, no --resume
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
-    assert "train_csv is required" in capsys.readouterr().err
+    assert "train_csv or train_plate is required" in capsys.readouterr().err
 
 
 def test_amp_only_on_cuda():

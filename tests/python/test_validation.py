@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from spotlight_ops.cli import main
-from spotlight_ops.data import PreprocessConfig, read_manifest, read_volume, write_manifest, write_volume
+from spotlight_ops.data import DataError, PreprocessConfig, read_manifest, read_volume, write_manifest, write_volume
 from spotlight_ops.data.manifest import ManifestRow
 from spotlight_ops.predict import load_model
 from spotlight_ops.training import load_checkpoint, train
@@ -109,9 +109,14 @@ def interrupt_at(stop: int):
 
 
 def test_lazy_augmented_validated_run_on_zarr_resumes_exactly(zarr_dataset, tmp_path):
-    """Buffer of 2 of 5 pairs (mixed TIFF and OME-Zarr), augmentation, validation split: exact resume."""
+    """Buffer of 2 of 5 pairs (mixed TIFF and OME-Zarr), augmentation, validation split: exact resume.
+    (Only the TIFF pairs have masks: a run that would use them refuses, naming a pair without.)"""
     overrides = dict(val_fraction=0.2, val_every=3, val_patches=2, augment="zyx", buffer_size=2,
                      buffer_switch_every=2, iterations=9, checkpoint_every=3, patch_size=(8, 16, 16))
+    with pytest.raises(DataError, match=r"3_target.ome.zarr: has no stored foreground mask while \d+ of the \d+ .*"
+                                        r"--no-stored-masks"):
+        train(tiny_config(zarr_dataset, tmp_path / "refused", **overrides))
+    overrides["stored_masks"] = False
     reference = tmp_path / "reference"
     train(tiny_config(zarr_dataset, reference, **overrides))
     run = tmp_path / "run"

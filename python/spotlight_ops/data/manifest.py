@@ -16,6 +16,7 @@ name a channel inside a multi-channel image):
 
 A row whose paths name a plate's root (``plate.zarr``) stands for every field of view of the plate:
 it expands into one row per field, in plate order (every plate of the row must have the same fields).
+:func:`plate_rows` builds the same rows from a plate and channel names, without a CSV.
 """
 
 from __future__ import annotations
@@ -236,6 +237,30 @@ def read_manifest(csv_path: Union[str, Path], check_files: bool = True) -> list[
         smoothed = _parse_bool(line.get(SMOOTH_COLUMN, ""), csv_path, line_number)
         rows += _expand(sources, values, smoothed, csv_path, line_number)
     return rows
+
+
+def plate_rows(plate: Union[str, Path], signal_channels: Sequence[str], target_channels: Sequence[str],
+               fields: Optional[Sequence[str]] = None) -> list[ManifestRow]:
+    """One row per field of view of the HCS plate ``plate`` (``fields``, or all in plate order), its signal and
+    target the named channels: the rows a manifest naming the plate would give (stored thresholds and
+    masks are found in the fields as for those). Channels and fields the plate lacks are a DataError
+    naming them and what the plate has."""
+    from .plates import open_plate
+
+    opened = open_plate(plate, "plate")
+    chosen = list(opened.fields if fields is None else fields)
+    for field in chosen:
+        opened.field_path(field)  # a DataError naming the plate's fields
+    names = opened.channel_names()
+    for role, wanted in (("signal", signal_channels), ("target", target_channels)):
+        if not wanted:
+            raise ValueError(f"no {role} channels given for plate {opened.path}")
+        unknown = [c for c in wanted if str(c) not in names]
+        if unknown:
+            raise DataError(opened.path, f"plate has no {role} channel(s) {', '.join(map(str, unknown))}; its "
+                                         f"channels are {', '.join(names)}")
+    return [ManifestRow.of([Source(opened.field_path(f), str(c)) for c in signal_channels],
+                           [Source(opened.field_path(f), str(c)) for c in target_channels]) for f in chosen]
 
 
 def _relative(path: Optional[Path], base: Path) -> str:

@@ -52,14 +52,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = subparsers.add_parser(
         "train", help="train an F-net with the MSE or Spotlight loss",
-        description="Train F-net on a CSV manifest of (signal, target) TIFF pairs. Defaults: F-net's and the "
+        description="Train F-net on a CSV manifest of (signal, target) pairs or on an HCS OME-Zarr plate, with as "
+                    "many input and output channels as the data have. Defaults: F-net's and the "
                     "Spotlight paper's training hyperparameters (Adam, lr, betas, patches), and the loss that trains "
                     "on the project's real data (the preset 'trained': lam * MSE + (1 - lam) * Dice with the MSE over "
                     "every voxel, T = 0 on Otsu-standardized targets; the paper's loss, which collapses there, is "
                     "--preset spotlight or --mse-term masked; docs/collapse.md). Values come from the defaults, then "
                     "--config YAML, then flags.")
     p.add_argument("--config", help="YAML file whose keys are the long flag names with underscores")
-    p.add_argument("--train-csv", dest="train_csv", help="manifest path_signal,path_target[,path_mask]")
+    p.add_argument("--train-csv", dest="train_csv",
+                   help="manifest CSV: path_signal,path_target[,path_mask], further channels as path_signal_2, "
+                        "path_target_2, ... (docs/data.md)")
+    p.add_argument("--train-plate", dest="train_plate",
+                   help="an HCS OME-Zarr plate to train on instead of a manifest (with --signal-channels and "
+                        "--target-channels)")
+    p.add_argument("--signal-channels", dest="signal_channels", nargs="+", metavar="NAME",
+                   help="the plate's signal channels, by name (the F-net's input channels)")
+    p.add_argument("--target-channels", dest="target_channels", nargs="+", metavar="NAME",
+                   help="the plate's target channels, by name (the F-net's output channels)")
+    p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD",
+                   help="the plate's fields of view to train on (default: all)")
+    p.add_argument("--stored-masks", dest="stored_masks", action=argparse.BooleanOptionalAction,
+                   help="use the foreground masks stored with the pairs (spotlight preprocess, or a manifest's "
+                        "path_mask) as the Spotlight loss's mask instead of Y > T (default: used when every pair "
+                        "has one; the start line says which)")
     p.add_argument("--out", dest="out_dir", help="run folder (config.yaml, log.csv, checkpoints/, model.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest intact checkpoint (its config.yaml is the base "
@@ -107,6 +123,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show a progress bar (default: shown)")
     p.add_argument("--tensorboard", type=_auto_bool, help="TensorBoard logging: auto, true, false")
     p.add_argument("--val-csv", dest="val_csv", help="manifest of held-out validation pairs")
+    p.add_argument("--val-plate", dest="val_plate",
+                   help="an HCS plate of held-out validation pairs (the --signal-channels and --target-channels)")
+    p.add_argument("--val-fields", dest="val_fields", nargs="+", metavar="ROW/COL/FIELD",
+                   help="the validation plate's fields of view (default: all)")
     p.add_argument("--val-fraction", dest="val_fraction", type=float,
                    help="hold out this fraction of the training manifest instead (seeded split; default 0)")
     p.add_argument("--val-every", dest="val_every", type=int, help=f"iterations between validations (default {d.val_every})")
@@ -141,7 +161,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     try:
         if not saved.is_file():
             raise ValueError(f"{saved}: config file not found")
-        config = build_config(saved, overrides)
+        config = build_config(saved, overrides, stored_run=True)
         missing = sorted(set(TrainConfig.field_names()) - set(read_yaml(saved)))
         if missing:  # spotlight writes every key: a file without some is torn (or from an older version)
             stored = stored_config_keys(Path(args.out_dir) / "checkpoints")

@@ -20,8 +20,8 @@ from ..presets import PRESETS, TRAINED, check_preset
 
 # Keys that may change when a run is resumed; every other key must equal the checkpoint's.
 RESUMABLE_CHANGES = frozenset({"iterations", "checkpoint_every", "log_every", "device", "progress", "tensorboard",
-                               "num_threads", "out_dir", "train_csv", "val_csv", "val_every", "stats_cache",
-                               "bn_batches", "ema_decay"})
+                               "num_threads", "out_dir", "train_csv", "train_plate", "val_csv", "val_plate",
+                               "val_every", "stats_cache", "bn_batches", "ema_decay"})
 
 
 @dataclass
@@ -29,7 +29,11 @@ class TrainConfig:
     """Everything that defines a training run (defaults: Ounkomol et al. 2018 / the Spotlight paper, and the
     loss of docs/collapse.md).
 
-    Data: ``train_csv`` (manifest), preprocessing (``voxel_size``, ``isotropic_voxel_size``,
+    Data: ``train_csv`` (manifest), or ``train_plate`` (an HCS OME-Zarr plate) with ``signal_channels`` and
+    ``target_channels`` (channel names) and optionally ``fields`` (fields of view, ``B/03/0``; default all);
+    ``stored_masks`` (default true: the foreground masks stored with the pairs, by ``spotlight preprocess``
+    or a manifest's ``path_mask`` columns, are the Spotlight loss's ``mask=``; false ignores them),
+    preprocessing (``voxel_size``, ``isotropic_voxel_size``,
     ``target_norm``, ``smooth_threshold``, ``crop_multiple``, ``min_foreground_fraction``),
     sampling (``patch_size`` z,y,x; ``batch_size``, the global batch split over processes;
     ``max_retries``). Model: F-net ``depth`` / ``base_channels``. Loss: ``loss`` (``"mse"`` or
@@ -46,7 +50,8 @@ class TrainConfig:
     ``sync_batchnorm``, ``progress``, ``tensorboard`` (auto = when installed). Learning rate:
     ``lr_schedule`` (``constant``, the paper's, or ``cosine``), ``warmup_iterations``, ``min_lr``
     (:func:`~spotlight_ops.training.schedule.learning_rate`).
-    Validation (:mod:`.validation`): ``val_csv`` or ``val_fraction`` of the training manifest,
+    Validation (:mod:`.validation`): ``val_csv``, ``val_plate`` (with ``val_fields``; the training channels)
+    or ``val_fraction`` of the training pairs,
     ``val_every``, ``val_patches``. Augmentation: ``augment`` (``none``, ``yx``, ``zyx``). Data larger
     than memory (:mod:`spotlight_ops.data.buffer`): ``buffer_size`` (0: every volume in memory),
     ``buffer_switch_every``, ``stats_cache`` (default ``<out_dir>/preprocess_stats.json``).
@@ -57,6 +62,11 @@ class TrainConfig:
     """
 
     train_csv: Optional[str] = None
+    train_plate: Optional[str] = None
+    signal_channels: Optional[tuple] = None
+    target_channels: Optional[tuple] = None
+    fields: Optional[tuple] = None
+    stored_masks: bool = True
     out_dir: Optional[str] = None
     loss: str = "spotlight"
     preset: str = TRAINED
@@ -103,6 +113,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: Union[str, bool] = "auto"
     val_csv: Optional[str] = None
+    val_plate: Optional[str] = None
+    val_fields: Optional[tuple] = None
     val_fraction: float = 0.0
     val_every: int = 500
     val_patches: int = 16
@@ -123,6 +135,8 @@ class TrainConfig:
         self.patch_size = _numbers("patch_size", self.patch_size, int)
         if self.voxel_size is not None:
             self.voxel_size = _numbers("voxel_size", self.voxel_size, float)
+        for name in _NAME_LISTS:
+            setattr(self, name, _names(name, getattr(self, name)))
         self.validate()
 
     def validate(self) -> None:
@@ -145,8 +159,9 @@ class TrainConfig:
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
-        if self.val_csv and self.val_fraction:
-            raise ValueError("give val_csv or val_fraction, not both")
+        if sum(bool(v) for v in (self.val_csv, self.val_plate, self.val_fraction)) > 1:
+            raise ValueError("give one of val_csv, val_plate and val_fraction, not several")
+        self._validate_plates()
         if self.augment not in ("none", "yx", "zyx"):
             raise ValueError(f"augment must be 'none', 'yx' or 'zyx', got {self.augment!r}")
         if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
@@ -182,6 +197,29 @@ class TrainConfig:
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise ValueError(f"num_threads must be a positive integer or null, got {self.num_threads!r}")
         self.preprocess()  # validates the preprocessing keys
+
+    def _validate_plates(self) -> None:
+        """Training data from a manifest or a plate, and the plate keys only with a plate."""
+        if self.train_csv and self.train_plate:
+            raise ValueError("give train_csv or train_plate, not both")
+        if not isinstance(self.stored_masks, bool):
+            raise ValueError(f"stored_masks must be true or false, got {self.stored_masks!r}")
+        if self.train_plate or self.val_plate:
+            missing = [n for n in ("signal_channels", "target_channels") if not getattr(self, n)]
+            if missing:
+                raise ValueError(f"a plate needs {' and '.join(missing)}: the channel names of the signal and "
+                                 f"target (e.g. --signal-channels Phase3D --target-channels Nuclei)")
+        if not self.train_plate:
+            given = [n for n in ("fields",) if getattr(self, n)]
+            if given or ((self.signal_channels or self.target_channels) and not self.val_plate):
+                raise ValueError(f"{', '.join(given) or 'signal_channels and target_channels'} name(s) a plate's "
+                                 f"content: give train_plate too (a manifest names its channels in its columns)")
+        if self.val_fields and not self.val_plate:
+            raise ValueError("val_fields names fields of view of val_plate: give val_plate too")
+
+    def data_name(self) -> str:
+        """The training data as the user named it (for messages)."""
+        return str(self.train_plate or self.train_csv)
 
     def _resolve_loss_options(self) -> None:
         """Fills each loss option left None with the preset's; options that were given are checked by
@@ -260,6 +298,24 @@ def _number(name: str, value, kind: type):
     return number
 
 
+_NAME_LISTS = ("signal_channels", "target_channels", "fields", "val_fields")
+
+
+def _names(name: str, values) -> Optional[tuple]:
+    """A list of names (channels, fields of view) as a tuple of strings; None or empty stays None."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                        and str(v).strip() for v in values):
+        raise ValueError(f"{name} must be a list of names, got {values!r}")
+    names = tuple(str(v).strip() for v in values)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{name} names {sorted(n for n in set(names) if names.count(n) > 1)} more than once")
+    return names or None
+
+
 def _numbers(name: str, values, kind: type) -> tuple:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ValueError(f"{name} must be a list of numbers, got {values!r}")
@@ -268,6 +324,16 @@ def _numbers(name: str, values, kind: type) -> tuple:
     except ValueError:
         raise ValueError(f"{name} must be a list of {'numbers' if kind is float else 'integers'}, "
                          f"got {values!r}") from None
+
+
+# Keys added since runs were first written, with the value runs written before them had (what their
+# trainer did), so that such a run resumes as it trained: before stored_masks, masks never reached the loss.
+OLDER_RUN_VALUES = {"stored_masks": False}
+
+
+def older_run_defaults(values: dict) -> dict:
+    """A stored config (``config.yaml``, a checkpoint's) with :data:`OLDER_RUN_VALUES` for the keys it lacks."""
+    return {**OLDER_RUN_VALUES, **values}
 
 
 def read_yaml(path: Union[str, Path]) -> dict:
@@ -295,9 +361,13 @@ def read_yaml(path: Union[str, Path]) -> dict:
     return values
 
 
-def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Optional[dict[str, Any]] = None) -> TrainConfig:
-    """Defaults, then the YAML file's keys, then ``overrides`` (flags that were given; None means not given)."""
+def build_config(yaml_path: Optional[Union[str, Path]] = None, overrides: Optional[dict[str, Any]] = None,
+                 stored_run: bool = False) -> TrainConfig:
+    """Defaults, then the YAML file's keys, then ``overrides`` (flags that were given; None means not given).
+    ``stored_run``: the YAML is a run's own ``config.yaml`` (:func:`older_run_defaults` fill its missing keys)."""
     values = read_yaml(yaml_path) if yaml_path else {}
+    if stored_run:
+        values = older_run_defaults(values)
     source = str(yaml_path) if yaml_path else "config"
     unknown = sorted(set(values) - set(TrainConfig.field_names()))
     if unknown:
@@ -345,5 +415,6 @@ def config_from_checkpoint(folder: Union[str, Path], overrides: Optional[dict[st
     if found is None:
         return None
     path, values = found
+    values = older_run_defaults(values)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return TrainConfig.from_dict(values, f"{path} (config)")

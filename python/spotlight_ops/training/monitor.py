@@ -28,7 +28,9 @@ def foreground_fractions(prediction: Tensor, target: Tensor, threshold: Union[No
     r"""``[fraction of P > T, fraction of Y > T]`` over the whole batch, as a float32 tensor of 2.
 
     ``threshold``: a float for every sample (0.0 on Otsu-standardized targets), a tensor of one value
-    per sample, or None for each target sample's own Otsu threshold (SPEC 1). The prediction is
+    per sample, or None for each target sample's own Otsu threshold (SPEC 1; of each (sample, channel)
+    for ``[N, C, ...]`` targets of several channels, as the data pipeline thresholds each channel on its
+    own). The prediction is
     compared with the target's T, the threshold its soft mask is centred on. Stays on the device
     (no host sync).
     """
@@ -40,7 +42,12 @@ def foreground_fractions(prediction: Tensor, target: Tensor, threshold: Union[No
     if threshold is None:
         import spotlight_ops
 
-        threshold = spotlight_ops.otsu_threshold(target.detach().float())
+        y = target.detach().float()
+        if y.dim() > 2 and y.shape[1] > 1:  # one threshold per (sample, channel)
+            threshold = spotlight_ops.otsu_threshold(y.reshape(-1, *y.shape[2:])).reshape(y.shape[:2])
+            t = threshold.reshape(*y.shape[:2], *([1] * (y.dim() - 2)))
+            return torch.stack([(prediction.detach().float() > t).float().mean(), (y > t).float().mean()])
+        threshold = spotlight_ops.otsu_threshold(y)
     if isinstance(threshold, Tensor):
         t = threshold.detach().to(device=target.device, dtype=torch.float32)
         if t.numel() != target.shape[0]:

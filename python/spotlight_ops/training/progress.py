@@ -24,13 +24,15 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours / 24:.1f} days"
 
 
-def start_line(config, device: torch.device, processes: int, start: int) -> None:
-    """The device, threads, processes, iterations and learning rate of the run about to start."""
+def start_line(config, device: torch.device, processes: int, start: int, data: str = "") -> None:
+    """The device, threads, processes, iterations and learning rate of the run about to start, and ``data``
+    (its channels and masks)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     schedule = config.lr_schedule + (f" after {config.warmup_iterations} warm-up" if config.warmup_iterations else "")
     print(f"train: device {device}, {torch.get_num_threads()} CPU thread(s) of {cores} core(s), "
           f"{processes} process(es); iterations {start + 1}..{config.iterations}, lr {config.lr:g} "
-          f"({schedule}); a time estimate follows the first iterations", file=sys.stderr, flush=True)
+          f"({schedule}){'; ' + data if data else ''}; a time estimate follows the first iterations",
+          file=sys.stderr, flush=True)
 
 
 def progress_bar(config, start: int, shown: bool):

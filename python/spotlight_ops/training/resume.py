@@ -19,7 +19,7 @@ from ..files.checkpoint import CheckpointError, CheckpointManager, load_checkpoi
 from ..files.runfiles import atomic_write_text
 from ..models import FNet, model_file
 from . import distributed as D
-from .config import RESUMABLE_CHANGES, TrainConfig
+from .config import RESUMABLE_CHANGES, TrainConfig, older_run_defaults
 
 FORMAT_VERSION = 1
 RUN_ID_FILE = "run_id"
@@ -66,7 +66,7 @@ def resume_payload(config: TrainConfig, manager: CheckpointManager, ctx: D.DistC
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not the supported "
                               f"{FORMAT_VERSION}")
     _check_run_id(path, payload.get("run_id"), read_run_id(run_dir), run_dir)
-    saved = TrainConfig.from_dict(payload["config"], f"{path} (config)")
+    saved = TrainConfig.from_dict(older_run_defaults(payload["config"]), f"{path} (config)")
     changed = config.differences(saved)
     if changed:
         details = ", ".join(f"{k}: checkpoint {saved.to_dict()[k]!r} vs now {config.to_dict()[k]!r}" for k in changed)
@@ -110,6 +110,8 @@ def repair_model(run_dir: Path, payload: dict) -> Path:
                                                             "iteration": payload["iteration"],
                                                             "sha256": read_digest(source)})
     state["model"] = payload.get("inference_model", payload["model"])
+    if "channels" in payload:
+        state["channels"] = payload["channels"]
     print(f"Run {run_dir}: {model_path} was {'stale' if model_path.exists() else 'missing'}; rewritten from "
           f"{source} (iteration {payload['iteration']}).", file=sys.stderr)
     return model_file.write_model_file(model_path, state)

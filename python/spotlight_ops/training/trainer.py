@@ -55,12 +55,13 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs, read_manifest
+from ..data import PatchSampler, StatsCache, VolumeBuffer, load_pairs
 from ..files.checkpoint import CheckpointManager, read_digest
 from ..files.runfiles import RunLock, RunLockedError, remove_temporaries
 from ..models import FNet, model_file
 from . import averaging as A
 from . import batchnorm as BN
+from . import channels as CH
 from . import distributed as D
 from . import progress as P
 from . import resume as R
@@ -132,8 +133,9 @@ def train(config: TrainConfig, resume: bool = False,
     ``on_iteration(iteration, loss)`` is called after each iteration (and its checkpoint).
     Resuming a finished run prints so and returns ``already_finished=True``.
     """
-    if not config.train_csv:
-        raise ValueError("train_csv is required (the manifest CSV of training pairs)")
+    if not (config.train_csv or config.train_plate):
+        raise ValueError("train_csv or train_plate is required (the manifest CSV, or the HCS plate, of the training "
+                         "pairs)")
     if not config.out_dir:
         raise ValueError("out_dir is required (the run folder for logs and checkpoints)")
     ctx = D.init_distributed(config.device)
@@ -231,8 +233,11 @@ class _Run:
         self.config, self.ctx, self.run_dir, self.run_id = config, ctx, run_dir, run_id
         self.manager, self.lock = manager, lock
         self.pairs, val_rows = _training_data(config, run_dir, ctx)
+        self.plan = CH.plan(config, getattr(self.pairs, "rows", None) or [p.source for p in self.pairs], val_rows)
+        self.channels, self.use_masks = self.plan.names, self.plan.use_masks
         seed_everything(config.seed)  # the same initial weights on every process
-        model = FNet(depth=config.depth, base_channels=config.base_channels).to(ctx.device)
+        model = FNet(depth=config.depth, base_channels=config.base_channels, in_channels=self.plan.in_channels,
+                     out_channels=self.plan.out_channels).to(ctx.device)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
         amp_enabled, amp_dtype = _amp_settings(config, ctx.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_enabled and amp_dtype == torch.float16)
@@ -271,6 +276,11 @@ class _Run:
     def _restore(self, model: nn.Module, payload: dict) -> None:
         """The checkpoint's weights, optimizer, scaler, sampler and RNG states, best validation and iteration."""
         config, ctx = self.config, self.ctx
+        saved = payload.get("model_config", {})
+        if any(saved.get(k, 1) != getattr(model, k) for k in ("in_channels", "out_channels")):
+            raise ValueError(f"{payload['_path']}: the run was trained with {saved.get('in_channels', 1)} signal and "
+                             f"{saved.get('out_channels', 1)} target channel(s), the data given now have "
+                             f"{model.in_channels} and {model.out_channels}; resume with the run's data")
         model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
@@ -328,7 +338,8 @@ class _Run:
         if not (val_rows and self.ctx.is_main):
             return None
         patches = V.fixed_patches(val_rows, c.preprocess(), c.patch_size, c.val_patches, c.seed,
-                                  c.min_foreground_fraction, c.max_retries, progress=c.progress)
+                                  c.min_foreground_fraction, c.max_retries, progress=c.progress,
+                                  with_mask=self.use_masks)
         return V.Validator(patches, self.criterion, c.batch_size // self.ctx.world_size, self.ctx.device,
                            self.autocast if amp_enabled else None)
 
@@ -337,7 +348,7 @@ class _Run:
     def run(self, on_iteration) -> TrainResult:
         config, ctx = self.config, self.ctx
         if ctx.is_main:
-            P.start_line(config, ctx.device, ctx.world_size, self.start)
+            P.start_line(config, ctx.device, ctx.world_size, self.start, self.plan.describe())
         self.model.train()
         loss_value = None
         with contextlib.ExitStack() as cleanup:
@@ -371,13 +382,15 @@ class _Run:
         """One Adam step at the iteration's learning rate on a fresh batch: ``(prediction, target, loss)``."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.rate(iteration)
-        signal_np, target_np = self.sampler.sample()
-        signal = torch.from_numpy(signal_np).to(self.ctx.device, non_blocking=True)
-        target = torch.from_numpy(target_np).to(self.ctx.device, non_blocking=True)
+        batch = self.sampler.sample(with_mask=self.use_masks)
+        signal = torch.from_numpy(batch[0]).to(self.ctx.device, non_blocking=True)
+        target = torch.from_numpy(batch[1]).to(self.ctx.device, non_blocking=True)
+        masks = {"mask": torch.from_numpy(batch[2] != 0).to(self.ctx.device, non_blocking=True)} \
+            if self.use_masks else {}
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             prediction = self.model(signal)
-        loss = self.criterion(prediction.float(), target)  # the loss in float32: fp16 would lose the Dice sums
+        loss = self.criterion(prediction.float(), target, **masks)  # in float32: fp16 would lose the Dice sums
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -405,7 +418,7 @@ class _Run:
                  f"no checkpoint was written yet (the first is due at iteration "
                  f"{min(c.checkpoint_every, c.iterations)})")
         raise FloatingPointError(f"loss became {loss_value} at iteration {iteration}; {where}; lower --lr "
-                                 f"or check the data of {c.train_csv} (targets of extreme values?)")
+                                 f"or check the data of {c.data_name()} (targets of extreme values?)")
 
     def validation_due(self, iteration: int) -> bool:
         c = self.config
@@ -422,7 +435,8 @@ class _Run:
             self.best = {"val_loss": metrics["val_loss"], "iteration": iteration}
             with self.writing(f"checkpoint_best.pt of iteration {iteration}"):
                 model_file.write_model_file(self.manager.folder / "checkpoint_best.pt",
-                                            _model_file(self.config, model, iteration, validation=dict(self.best)))
+                                            _model_file(self.config, model, iteration, validation=dict(self.best),
+                                                        channels=self.channels))
         return metrics
 
     def record(self, iteration: int, loss_value: float, prediction: torch.Tensor, target: torch.Tensor,
@@ -486,7 +500,8 @@ class _Run:
                 "model": self.bare_model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "rng": rng_states, "sampler": sampler_states,
                 "world_size": ctx.world_size, "threads": torch.get_num_threads(),
-                "preprocess": dataclasses.asdict(self.config.preprocess()), "validation": dict(self.best)}
+                "preprocess": dataclasses.asdict(self.config.preprocess()), "validation": dict(self.best),
+                CH.CHANNELS_KEY: self.channels}
 
     def save_checkpoint(self, iteration: int) -> None:
         """Publishes the checkpoint of ``iteration`` (main process), after the log rows it continues from
@@ -524,7 +539,7 @@ class _Run:
         if self.ctx.is_main:
             with self.writing("model.pt"):
                 model_path = _write_model(self.run_dir, self.inference(c.iterations), c, c.iterations,
-                                          self.saved_digest)
+                                          self.saved_digest, self.channels)
         D.barrier(self.ctx)
         return TrainResult(self.run_dir, c.iterations, True, model_path=model_path, last_loss=loss_value)
 
@@ -534,16 +549,20 @@ class _Run:
             self.log.close()
 
 
-def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int, digest: Optional[str]) -> Path:
+def _write_model(run_dir: Path, bare_model, config: TrainConfig, iteration: int, digest: Optional[str],
+                 channels: dict) -> Path:
     """model.pt from the weights of the checkpoint with payload SHA-256 ``digest`` (recorded as its source)."""
     payload = _model_file(config, bare_model, iteration, {"checkpoint": "checkpoints/checkpoint_latest.pt",
-                                                          "iteration": iteration, "sha256": digest})
+                                                          "iteration": iteration, "sha256": digest},
+                          channels=channels)
     return model_file.write_model_file(run_dir / model_file.MODEL_NAME, payload)
 
 
 def _model_file(config: TrainConfig, model: nn.Module, iteration: int, source: Optional[dict] = None,
                 **extra) -> dict:
-    """What ``model.pt`` and ``checkpoint_best.pt`` hold (:mod:`spotlight_ops.models.model_file`)."""
+    """What ``model.pt`` and ``checkpoint_best.pt`` hold (:mod:`spotlight_ops.models.model_file`); ``extra``:
+    ``validation``, and ``channels``, the channel names ``{"signal": [name or None, ...], "target": [...]}``
+    (:func:`.channels.channel_names`)."""
     payload = model_file.model_payload(model, dataclasses.asdict(config.preprocess()), config.to_dict(), iteration,
                                        source)
     payload.update(extra)
@@ -552,8 +571,8 @@ def _model_file(config: TrainConfig, model: nn.Module, iteration: int, source: O
 
 def _training_data(config: TrainConfig, run_dir: Path, ctx: D.DistContext) -> tuple:
     """``(pairs, val_rows)``: the training volumes (all in memory, or a :class:`VolumeBuffer`) and the held-out rows."""
-    rows = read_manifest(config.train_csv)
-    val_rows = read_manifest(config.val_csv) if config.val_csv else []
+    rows = CH.training_rows(config)
+    val_rows = CH.validation_rows(config)
     if config.val_fraction:
         rows, val_rows = V.split_rows(rows, config.val_fraction, config.seed)
     progress = config.progress and ctx.is_main

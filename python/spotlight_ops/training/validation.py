@@ -12,9 +12,12 @@ chunks of the batch size and the run records
 
 * ``val_loss``: the training criterion, the mean over chunks weighted by their size;
 * ``val_fg_pred`` and ``val_fg_target``: the fraction of voxels above the foreground threshold
-  (0 on Otsu-standardized targets; the patch's Otsu T in z-score units otherwise) in the predictions
-  and in the targets. A prediction whose foreground fraction falls far below the target's has
-  collapsed to background.
+  (0 on Otsu-standardized targets; the patch channel's Otsu T in z-score units otherwise) in the
+  predictions, and in the targets (or in their stored foreground masks, when training uses them). A
+  prediction whose foreground fraction falls far below the target's has collapsed to background.
+
+Patches carry every channel (``[count, C, *patch]``); when training passes stored foreground masks to
+the loss (``with_mask``), the patches' masks are cut alike and the criterion gets them as ``mask=``.
 
 Validation draws no random numbers and changes no state of the model (eval-mode BatchNorm), so it
 leaves training, and exact resume, as they are.
@@ -53,15 +56,19 @@ def split_rows(rows: Sequence[ManifestRow], fraction: float, seed: int) -> tuple
 
 
 def fixed_patches(rows: Sequence[ManifestRow], config: PreprocessConfig, patch_size: Sequence[int], count: int,
-                  seed: int, min_foreground_fraction: float, max_retries: int, progress: bool = False) -> dict:
-    """``{"signal", "target", "threshold"}``: ``count`` patches ``[count, 1, *patch]`` and per-patch thresholds."""
+                  seed: int, min_foreground_fraction: float, max_retries: int, progress: bool = False,
+                  with_mask: bool = False) -> dict:
+    """``{"signal", "target", "threshold"[, "mask"]}``: ``count`` patches ``[count, C, *patch]`` (C the
+    pairs' signal and target channels), per-patch-and-channel thresholds ``[count, C_target]`` and, with
+    ``with_mask``, the patches' stored masks as bool ``[count, C_target, *patch]``."""
     if not rows:
         raise ValueError("no validation pairs")
     rows = list(rows)
     per_pair = [len(range(i, count, len(rows))) for i in range(len(rows))]
-    signal = np.empty((count, 1) + tuple(patch_size), np.float32)
-    target = np.empty_like(signal)
-    threshold = np.zeros(count, np.float32)
+    signal = np.empty((count, len(rows[0].signals)) + tuple(patch_size), np.float32)
+    target = np.empty((count, len(rows[0].targets)) + tuple(patch_size), np.float32)
+    mask = np.empty(target.shape, bool) if with_mask else None
+    threshold = np.zeros(target.shape[:2], np.float32)
     iterator = enumerate(rows)
     if progress:
         from tqdm import tqdm
@@ -73,13 +80,20 @@ def fixed_patches(rows: Sequence[ManifestRow], config: PreprocessConfig, patch_s
         pair = load_pair(row, config)
         sampler = PatchSampler([pair], patch_size, per_pair[index], seed=seed, rank=1_000_003 + index,
                                min_foreground_fraction=min_foreground_fraction, max_retries=max_retries)
-        s, t = sampler.sample()
-        signal[index::len(rows)], target[index::len(rows)] = s, t
-        if config.target_norm != "otsu":  # the Otsu T in the target's z-score units
-            info = pair.info
-            threshold[index::len(rows)] = (info["otsu_threshold"] - info["target_mean"]) / (info["target_std"] or 1.0)
+        batch = sampler.sample(with_mask=with_mask)
+        signal[index::len(rows)], target[index::len(rows)] = batch[:2]
+        if with_mask:
+            if batch[2] is None:
+                raise ValueError(f"validation pair {row.target} has no stored foreground mask, the training pairs "
+                                 f"have: run spotlight preprocess on it, or train with --no-stored-masks")
+            mask[index::len(rows)] = batch[2] != 0
+        if config.target_norm != "otsu":  # each channel's Otsu T in its z-score units
+            info = {k: np.asarray(pair.info[k], np.float64) for k in ("otsu_threshold", "target_mean", "target_std")}
+            std = np.where(info["target_std"] > 0, info["target_std"], 1.0)
+            threshold[index::len(rows)] = (info["otsu_threshold"] - info["target_mean"]) / std
         del pair, sampler
-    return {"signal": signal, "target": target, "threshold": threshold}
+    patches = {"signal": signal, "target": target, "threshold": threshold}
+    return {**patches, "mask": mask} if with_mask else patches
 
 
 class Validator:
@@ -89,8 +103,10 @@ class Validator:
                  autocast: Callable = None) -> None:
         self.signal = torch.from_numpy(patches["signal"])
         self.target = torch.from_numpy(patches["target"])
-        self.threshold = torch.from_numpy(patches["threshold"]).view(-1, 1, 1, 1, 1)
-        self.target_fg = float((self.target > self.threshold).float().mean())
+        self.threshold = torch.from_numpy(patches["threshold"]).view(*patches["threshold"].shape, 1, 1, 1)
+        self.mask = torch.from_numpy(patches["mask"]) if patches.get("mask") is not None else None
+        foreground = self.mask if self.mask is not None else self.target > self.threshold
+        self.target_fg = float(foreground.float().mean())
         self.criterion, self.batch_size, self.device = criterion, int(batch_size), device
         self.autocast = autocast
 
@@ -111,7 +127,8 @@ class Validator:
                     p = model(x)
                 p = p.float()
                 size = chunk.stop - chunk.start
-                total_loss += float(self.criterion(p, y)) * size
+                masks = {"mask": self.mask[chunk].to(self.device)} if self.mask is not None else {}
+                total_loss += float(self.criterion(p, y, **masks)) * size
                 above += float((p > self.threshold[chunk].to(self.device)).float().mean()) * size
         finally:
             model.train(was_training)
