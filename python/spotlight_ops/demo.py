@@ -211,7 +211,6 @@ def run_demo(out_dir: Path, settings: dict, seed: int = 0, device: str = "auto",
                              batch_size=settings["batch_size"], seed=seed,
                              checkpoint_every=max(1, settings["iterations"] // 2), device=device,
                              progress=progress, tensorboard=False, num_threads=num_threads,
-                             stored_masks=False,  # the scenes' true labels are for scoring: the loss sees Y > T
                              **({"lr": settings["lr"]} if "lr" in settings else {}))
         _train_or_continue(config, run_dir, say)
         models[loss], configs[loss] = run_dir, config

@@ -146,7 +146,7 @@ def test_plate_keys_are_checked_up_front(manifests, tmp_path):
 
 def test_validation_scores_with_the_stored_masks(manifests, tmp_path):
     config = tiny_config(manifests["masks"], tmp_path / "run", iterations=1, val_csv=str(manifests["masks"]),
-                         val_every=1, val_patches=3)
+                         val_every=1, val_patches=3, stored_masks=True)
     train(config)
     logged = read_log(tmp_path / "run" / "log.csv")[0]
     patches = fixed_patches(read_manifest(manifests["masks"]), config.preprocess(), config.patch_size, 3, config.seed,

@@ -253,9 +253,10 @@ def test_start_line_and_time_estimate(dataset, tmp_path, capsys):
 
 @pytest.mark.parametrize("lazy", [False, True])
 def test_resume_with_stored_masks_is_bit_exact(dataset, tmp_path, lazy, capsys):
-    """The tiny dataset's manifest names masks (path_mask): the loss gets them as mask=, and a resumed run,
-    in memory or buffered (masks read box by box), repeats the uninterrupted losses exactly."""
-    options = dict(iterations=7, checkpoint_every=3, augment="yx",
+    """The tiny dataset's manifest names masks (path_mask, its labels): with stored_masks true the loss gets
+    them as mask=, and a resumed run, in memory or buffered (masks read box by box), repeats the
+    uninterrupted losses exactly."""
+    options = dict(iterations=7, checkpoint_every=3, augment="yx", stored_masks=True,
                    **({"buffer_size": 2, "buffer_switch_every": 2} if lazy else {}))
     train(tiny_config(dataset["train"], tmp_path / "reference", **options))
     assert "masks: the stored foreground masks" in capsys.readouterr().err
@@ -264,6 +265,9 @@ def test_resume_with_stored_masks_is_bit_exact(dataset, tmp_path, lazy, capsys):
         train(config, on_iteration=interrupt_at(5))
     train(config, resume=True)
     assert losses(tmp_path / "run") == losses(tmp_path / "reference")
-    train(tiny_config(dataset["train"], tmp_path / "unmasked", stored_masks=False, **options))
+    train(tiny_config(dataset["train"], tmp_path / "unmasked", **dict(options, stored_masks=False)))
     assert "stored masks ignored (--no-stored-masks)" in capsys.readouterr().err
     assert losses(tmp_path / "unmasked")[0] != losses(tmp_path / "reference")[0]  # the masks were used
+    train(tiny_config(dataset["train"], tmp_path / "default", **dict(options, stored_masks=None)))
+    assert "path_mask was not written by spotlight preprocess" in capsys.readouterr().err
+    assert losses(tmp_path / "default") == losses(tmp_path / "unmasked")  # labels are not preprocess's masks

@@ -110,13 +110,13 @@ def interrupt_at(stop: int):
 
 def test_lazy_augmented_validated_run_on_zarr_resumes_exactly(zarr_dataset, tmp_path):
     """Buffer of 2 of 5 pairs (mixed TIFF and OME-Zarr), augmentation, validation split: exact resume.
-    (Only the TIFF pairs have masks: a run that would use them refuses, naming a pair without.)"""
+    (Only the TIFF pairs have masks, their labels: a run told to use them refuses, naming a pair without;
+    by default labels are not preprocess's masks and the run trains with Y > T.)"""
     overrides = dict(val_fraction=0.2, val_every=3, val_patches=2, augment="zyx", buffer_size=2,
                      buffer_switch_every=2, iterations=9, checkpoint_every=3, patch_size=(8, 16, 16))
     with pytest.raises(DataError, match=r"3_target.ome.zarr: has no stored foreground mask while \d+ of the \d+ .*"
                                         r"--no-stored-masks"):
-        train(tiny_config(zarr_dataset, tmp_path / "refused", **overrides))
-    overrides["stored_masks"] = False
+        train(tiny_config(zarr_dataset, tmp_path / "refused", stored_masks=True, **overrides))
     reference = tmp_path / "reference"
     train(tiny_config(zarr_dataset, reference, **overrides))
     run = tmp_path / "run"

@@ -47,11 +47,15 @@ def plan(config, rows: Sequence[ManifestRow], val_rows: Sequence[ManifestRow]) -
     """The :class:`DataPlan` of a run's training and held-out pairs; every error before any training."""
     in_channels, out_channels = channel_counts(list(rows) + list(val_rows), "training and validation pairs")
     check_target_norm(config, out_channels)
-    wanted = config.stored_masks and config.loss == "spotlight"
-    stored = rows_with_masks(rows, strict=wanted)
-    if wanted and stored and val_rows:
-        rows_with_masks(list(val_rows) + list(rows))  # held-out pairs are scored with their masks too
-    return DataPlan(in_channels, out_channels, channel_names(rows), bool(wanted and stored), mask_use(config, stored))
+    # stored_masks None (the default): the masks spotlight preprocess stored; True: any path_mask too
+    wanted = config.stored_masks is not False and config.loss == "spotlight"
+    any_mask = config.stored_masks is not None  # false: any mask, to say it is ignored
+    stored = rows_with_masks(rows, strict=wanted, any_mask=any_mask)
+    if wanted and stored and val_rows:  # held-out pairs are scored with their masks too
+        rows_with_masks(list(val_rows) + list(rows), any_mask=any_mask)
+    labels = not stored and any(mask_sources(r) is not None for r in rows)
+    return DataPlan(in_channels, out_channels, channel_names(rows), bool(wanted and stored),
+                    mask_use(config, stored, labels))
 
 
 def training_rows(config) -> list[ManifestRow]:
@@ -91,11 +95,18 @@ def channel_names(rows: Sequence[ManifestRow]) -> dict:
     return {"signal": names("signals"), "target": names("targets")}
 
 
-def rows_with_masks(rows: Sequence[ManifestRow], strict: bool = True) -> bool:
-    """True when every row has a stored mask per target channel (:func:`~spotlight_ops.data.dataset.mask_sources`),
-    False when none has; when only some have: a DataError naming a row without (``strict``: the masks are
-    to be used), else True."""
-    present = [mask_sources(r) is not None for r in rows]
+def preprocessed(row: ManifestRow) -> bool:
+    """Whether the row's masks are foreground masks that ``spotlight preprocess`` stored: a manifest's
+    ``path_mask`` written beside its ``otsu_threshold`` (a ``path_mask`` alone is read as the ground-truth
+    labels evaluation scores against), or a Zarr image's ``fg_mask`` (found only with its Spotlight record)."""
+    return bool(row.thresholds) if any(m is not None for m in row.masks) else True
+
+
+def rows_with_masks(rows: Sequence[ManifestRow], strict: bool = True, any_mask: bool = False) -> bool:
+    """True when every row has a stored mask per target channel (:func:`~spotlight_ops.data.dataset.mask_sources`;
+    one of :func:`preprocessed` unless ``any_mask``), False when none has; when only some have: a DataError
+    naming a row without (``strict``: the masks are to be used), else True."""
+    present = [mask_sources(r) is not None and (any_mask or preprocessed(r)) for r in rows]
     if all(present):
         return True
     if any(present) and not strict:
@@ -116,12 +127,14 @@ def check_target_norm(config, target_channels: int) -> None:
                          f"channels; or use target_norm otsu (each channel's foreground at 0)")
 
 
-def mask_use(config, masks_stored: bool) -> str:
-    """The start line's words on stored masks."""
+def mask_use(config, masks_stored: bool, labels: bool = False) -> str:
+    """The start line's words on stored masks (``labels``: the pairs have masks, not preprocess's)."""
+    if config.loss != "spotlight" and (masks_stored or labels):
+        return "stored masks unused by the MSE loss"
+    if labels and config.stored_masks is None:
+        return "masks: Y > T (the manifest's path_mask was not written by spotlight preprocess; --stored-masks uses it)"
     if not masks_stored:
         return "masks: Y > T (none stored)"
-    if config.loss != "spotlight":
-        return "stored masks unused by the MSE loss"
-    if not config.stored_masks:
+    if config.stored_masks is False:
         return "stored masks ignored (--no-stored-masks): Y > T"
     return "masks: the stored foreground masks (--no-stored-masks: Y > T)"

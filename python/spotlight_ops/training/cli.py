@@ -73,9 +73,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD",
                    help="the plate's fields of view to train on (default: all)")
     p.add_argument("--stored-masks", dest="stored_masks", action=argparse.BooleanOptionalAction,
-                   help="use the foreground masks stored with the pairs (spotlight preprocess, or a manifest's "
-                        "path_mask) as the Spotlight loss's mask instead of Y > T (default: used when every pair "
-                        "has one; the start line says which)")
+                   help="--stored-masks: any masks stored with the pairs (a manifest's path_mask too, e.g. "
+                        "ground-truth labels) are the Spotlight loss's mask; --no-stored-masks: none, M = Y > T "
+                        "(default: the masks spotlight preprocess stored, when every pair has them; the start "
+                        "line says which)")
     p.add_argument("--out", dest="out_dir", help="run folder (config.yaml, log.csv, checkpoints/, model.pt)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest intact checkpoint (its config.yaml is the base "

@@ -31,8 +31,9 @@ class TrainConfig:
 
     Data: ``train_csv`` (manifest), or ``train_plate`` (an HCS OME-Zarr plate) with ``signal_channels`` and
     ``target_channels`` (channel names) and optionally ``fields`` (fields of view, ``B/03/0``; default all);
-    ``stored_masks`` (default true: the foreground masks stored with the pairs, by ``spotlight preprocess``
-    or a manifest's ``path_mask`` columns, are the Spotlight loss's ``mask=``; false ignores them),
+    ``stored_masks`` (default None: the foreground masks ``spotlight preprocess`` stored with the pairs,
+    a manifest's ``path_mask`` beside its ``otsu_threshold`` or a Zarr image's ``fg_mask``, are the Spotlight
+    loss's ``mask=``; true: any ``path_mask`` too, e.g. ground-truth labels; false: none, M = Y > T),
     preprocessing (``voxel_size``, ``isotropic_voxel_size``,
     ``target_norm``, ``smooth_threshold``, ``crop_multiple``, ``min_foreground_fraction``),
     sampling (``patch_size`` z,y,x; ``batch_size``, the global batch split over processes;
@@ -66,7 +67,7 @@ class TrainConfig:
     signal_channels: Optional[tuple] = None
     target_channels: Optional[tuple] = None
     fields: Optional[tuple] = None
-    stored_masks: bool = True
+    stored_masks: Optional[bool] = None
     out_dir: Optional[str] = None
     loss: str = "spotlight"
     preset: str = TRAINED
@@ -202,8 +203,8 @@ class TrainConfig:
         """Training data from a manifest or a plate, and the plate keys only with a plate."""
         if self.train_csv and self.train_plate:
             raise ValueError("give train_csv or train_plate, not both")
-        if not isinstance(self.stored_masks, bool):
-            raise ValueError(f"stored_masks must be true or false, got {self.stored_masks!r}")
+        if self.stored_masks is not None and not isinstance(self.stored_masks, bool):
+            raise ValueError(f"stored_masks must be true, false or null (preprocess's masks), got {self.stored_masks!r}")
         if self.train_plate or self.val_plate:
             missing = [n for n in ("signal_channels", "target_channels") if not getattr(self, n)]
             if missing:
