@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "python"))  # after an installed spotlight_ops (spawned workers inherit sys.path)
 from spotlight_ops.defaults import K  # noqa: E402  (the package, and so the op library, loads too)
 
 

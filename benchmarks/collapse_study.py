@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python"))
+sys.path.append(str(HERE.parent / "python"))  # after an installed spotlight_ops (spawned workers inherit sys.path)
 
 from spotlight_ops import defaults  # noqa: E402
 from spotlight_ops.data import PatchSampler, load_pairs  # noqa: E402

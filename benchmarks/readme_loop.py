@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "python"))
+sys.path.append(str(HERE.parent / "python"))  # after an installed spotlight_ops (spawned workers inherit sys.path)
 sys.path.insert(0, str(HERE))
 
 from collapse_study import data_dir, split_volumes  # noqa: E402

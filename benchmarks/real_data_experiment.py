@@ -39,7 +39,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "python"))
+sys.path.append(str(REPO / "python"))  # after an installed spotlight_ops (spawned workers inherit sys.path)
 
 SPLIT_X = 96
 WINDOW = 250  # iterations before a budget whose evaluations are averaged
