@@ -772,6 +772,8 @@ def main() -> None:
                     help="set THP_MEM_ALLOC_ENABLE=1: huge pages for large tensors (fewer first-touch page faults)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--shapes", default="", help="time only the shapes whose label starts with one of these "
+                    "comma-separated words (e.g. 'train'; default: every shape)")
     ap.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",
                     help="page to write the table to (default docs/benchmarks.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -791,6 +793,11 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        words = tuple(w.strip() for w in args.shapes.split(",") if w.strip())
+        shapes = {label: shape for label, shape in shapes.items() if label.startswith(words)}
+        if not shapes:
+            raise SystemExit(f"bench_loss: --shapes {args.shapes!r} names none of {', '.join(SHAPES)}")
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     results = []
     for i, (label, shape) in enumerate(shapes.items()):
