@@ -7,7 +7,7 @@
 //   otsu           N*V*4        (reads x)
 //   loss_fwd_*     2*N*V*4      (reads pred, target)
 //   loss_bwd       3*N*V*4      (reads pred, target, writes grad)
-//   loss_fwd_bwd   5*N*V*4      (forward, then backward)
+//   loss_fwd_bwd   5*N*V*4      (forward, then backward; also LossVariant)
 //   standardize    2*N*V*4      (reads x, writes out)
 //   memcpy         2*N*V*4      (reads one buffer, writes another)
 // memcpy of one N*V float buffer, split over the same executor, is the
@@ -192,6 +192,94 @@ void BM_LossForwardBackwardGiven(benchmark::State& state) {
   set_bytes(state, shape, 5);
 }
 
+// The options of bench_cpu's variant cases: the default, then each option of
+// SPEC section 11 alone, then the presets' combinations. Each case runs the
+// strips its options select (LossStrip for the default and mse_term "plain",
+// VariantLossStrip specialised per option otherwise).
+struct Variant {
+  const char* name;
+  spotlight::LossOptions opt;
+  bool given_mask = false;
+};
+
+std::vector<Variant> variants() {
+  using namespace spotlight;
+  std::vector<Variant> v;
+  const auto with = [&](const char* name, auto set, bool mask = false) {
+    LossOptions o;
+    set(o);
+    v.push_back({name, o, mask});
+  };
+  with("default", [](LossOptions&) {});
+  with("mse_term=plain", [](LossOptions& o) { o.mse_term = MseTerm::kPlain; });
+  with("soft_mask=unclamped", [](LossOptions& o) { o.soft_mask = SoftMask::kUnclamped; });
+  with("soft_mask=viscy", [](LossOptions& o) { o.soft_mask = SoftMask::kViscy; });
+  with("mask_rule=greater_equal", [](LossOptions& o) { o.mask_rule = MaskRule::kGreaterEqual; });
+  with("given mask", [](LossOptions&) {}, true);
+  with("dice_denominator=squared", [](LossOptions& o) { o.dice_denominator = DiceDenominator::kSquared; });
+  with("empty_pools=viscy", [](LossOptions& o) { o.empty_pools = EmptyPools::kViscy; });
+  with("reduction=mean", [](LossOptions& o) { o.reduction = Reduction::kMean; });
+  with("authors", [](LossOptions& o) {
+    o.soft_mask = SoftMask::kUnclamped;
+    o.dice_denominator = DiceDenominator::kSquared;
+    o.mse_normalization = MseNormalization::kAll;
+  });
+  with("viscy", [](LossOptions& o) {
+    o.mask_rule = MaskRule::kGreaterEqual;
+    o.soft_mask = SoftMask::kViscy;
+    o.empty_pools = EmptyPools::kViscy;
+    o.reduction = Reduction::kMean;
+  });
+  return v;
+}
+
+// Forward with a given threshold (0, as the presets take), then backward,
+// under the options of variants()[state.range(2)].
+void BM_LossVariant(benchmark::State& state) {
+  const Shape& shape = shape_of(state);
+  Data& d = const_cast<Data&>(data_for(shape));
+  const sc::ThreadExecutor exec(threads_of(state));
+  const Variant var = variants()[static_cast<size_t>(state.range(2))];
+  state.SetLabel(var.name);
+  spotlight::LossOptions opt = var.opt;
+  std::vector<unsigned char> mask;
+  if (var.given_mask) {
+    mask.resize(d.target.size());
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = d.target[i] > 0.0f;
+    opt.mask = reinterpret_cast<const bool*>(mask.data());
+  }
+  const std::vector<float> t(static_cast<size_t>(shape.samples), 0.0f);
+  std::vector<float> loss(static_cast<size_t>(shape.samples));
+  for (auto _ : state) {
+    const auto st = sc::loss_forward(d.pred.data(), d.target.data(), shape.samples, shape.voxels, t.data(), opt,
+                                     loss.data(), exec);
+    std::vector<double> g(opt.reduction == spotlight::Reduction::kNone ? static_cast<size_t>(shape.samples) : 1,
+                          1.0);
+    sc::loss_backward(d.pred.data(), d.target.data(), shape.samples, shape.voxels, st, opt, g.data(),
+                      d.grad.data(), static_cast<float*>(nullptr), exec);
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, shape, 5);
+}
+
+// Forward with Otsu thresholds, then backward: the Otsu path's training step.
+void BM_LossForwardBackwardOtsu(benchmark::State& state) {
+  const Shape& shape = shape_of(state);
+  Data& d = const_cast<Data&>(data_for(shape));
+  const sc::ThreadExecutor exec(threads_of(state));
+  const spotlight::LossOptions opt;
+  const double one = 1.0;
+  float loss = 0;
+  for (auto _ : state) {
+    const auto st = sc::loss_forward(d.pred.data(), d.target.data(), shape.samples, shape.voxels,
+                                     static_cast<const float*>(nullptr), opt, &loss, exec);
+    sc::loss_backward(d.pred.data(), d.target.data(), shape.samples, shape.voxels, st, opt, &one, d.grad.data(),
+                      static_cast<float*>(nullptr), exec);
+    benchmark::ClobberMemory();
+  }
+  set_bytes(state, shape, 5);
+}
+
 void BM_Standardize(benchmark::State& state) {
   const Shape& shape = shape_of(state);
   Data& d = const_cast<Data&>(data_for(shape));
@@ -214,6 +302,14 @@ void shapes_and_threads(benchmark::internal::Benchmark* b) {
   b->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
+// Every variant on the training batch, with all hardware threads.
+void variant_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"shape", "threads", "variant"});
+  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int v = 0; v < static_cast<int>(variants().size()); ++v) b->Args({0, all, v});
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
 BENCHMARK(BM_Memcpy)->Apply(shapes_and_threads);
 BENCHMARK(BM_SampleRanges)->Apply(shapes_and_threads);
 BENCHMARK(BM_Histograms)->Apply(shapes_and_threads);
@@ -222,6 +318,8 @@ BENCHMARK(BM_LossForwardOtsu)->Apply(shapes_and_threads);
 BENCHMARK(BM_LossForwardGiven)->Apply(shapes_and_threads);
 BENCHMARK(BM_LossBackward)->Apply(shapes_and_threads);
 BENCHMARK(BM_LossForwardBackwardGiven)->Apply(shapes_and_threads);
+BENCHMARK(BM_LossForwardBackwardOtsu)->Apply(shapes_and_threads);
+BENCHMARK(BM_LossVariant)->Apply(variant_args);
 BENCHMARK(BM_Standardize)->Apply(shapes_and_threads);
 
 }  // namespace

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Spotlight against its peers, in one run: the fused ops, the same SPEC as eager
 PyTorch, that composite under torch.compile, scikit-image and NumPy Otsu, and a
-memory copy of the same bytes as the bandwidth floor.
+memory copy of the same bytes as the bandwidth floor; and every preset (on the
+training batch, each option of SPEC 11 alone too) in both threshold modes against
+the default of the mode, `mse_loss` fwd+bwd and VisCy's own SpotlightLoss.
 
     PYTHONPATH=python python benchmarks/bench_loss.py [--device cpu|cuda] [--quick]
 
@@ -137,8 +139,8 @@ def trained_eager(pred: torch.Tensor, target: torch.Tensor, lam: float = LAM, k:
     return lam * ((pred - target) ** 2).mean() + (1 - lam) * dice
 
 
-def viscy_loss_class():
-    """VisCy's own SpotlightLoss (``viscy_utils/losses/spotlight.py``, fetched by scripts/setup.sh into
+def viscy_module():
+    """VisCy's own loss module (``viscy_utils/losses/spotlight.py``, fetched by scripts/setup.sh into
     build/third_party, or $SPOTLIGHT_VISCY_LOSS); None when absent."""
     import importlib.util
 
@@ -149,7 +151,13 @@ def viscy_loss_class():
     spec = importlib.util.spec_from_file_location("viscy_spotlight_bench", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SpotlightLoss
+    return module
+
+
+def viscy_loss_class():
+    """VisCy's own SpotlightLoss (see viscy_module); None when absent."""
+    module = viscy_module()
+    return None if module is None else module.SpotlightLoss
 
 
 # --------------------------------------------------------------------------
@@ -366,6 +374,7 @@ def build_cases(label: str, shape: tuple[int, ...], device: str, compile_: bool)
     cases.append(Case("loss fwd+bwd, Otsu", "SpotlightLoss() module, collapse guard on",
                       fwd_bwd(lambda: module(pred, target), pred), 5 * numel * esize))
     cases += trained_cases(pred, target, 5 * numel * esize)
+    cases += option_cases(pred, target, 5 * numel * esize, every_option=label.startswith(("train", "quick")))
 
     x_host = target.reshape(n, *target.shape[1:]).squeeze(1).cpu().numpy()
     check_thr("spotlight", spotlight_ops.otsu_threshold(target))
@@ -435,6 +444,125 @@ def trained_cases(pred: torch.Tensor, target: torch.Tensor, nbytes: int) -> list
         cases.append(Case(TRAINED, "VisCy SpotlightLoss (its objective)", fwd_bwd(lambda: theirs(pred, target), pred),
                           nbytes))
     return cases
+
+
+OPTIONS_GIVEN = "options fwd+bwd, T = 0"
+OPTIONS_OTSU = "options fwd+bwd, Otsu"
+MSE_IMPL = "mse_loss (torch)"
+VISCY_IMPL = "VisCy SpotlightLoss"
+DEFAULT_IMPL = "default (spotlight)"
+
+
+def option_sets(pred: torch.Tensor, target: torch.Tensor, every_option: bool) -> dict[str, dict]:
+    """The options timed against the default: every preset, and (``every_option``) each option of SPEC 11 alone."""
+    import spotlight_ops
+
+    sets = {DEFAULT_IMPL: {}}
+    sets.update({f"preset {name}": {k: v for k, v in spotlight_ops.presets.PRESETS[name].items() if k != "threshold"}
+                 for name in ("trained", "authors", "viscy")})
+    if every_option:
+        sets.update({
+            "soft_mask unclamped": {"soft_mask": "unclamped"},
+            "soft_mask viscy": {"soft_mask": "viscy"},
+            "mask_rule greater_equal": {"mask_rule": "greater_equal"},
+            "given mask": {"mask": target > 0},
+            "dice_denominator squared": {"dice_denominator": "squared"},
+            "empty_pools viscy": {"empty_pools": "viscy"},
+            "per_channel": {"per_channel": True},
+            "mse_normalization all": {"mse_normalization": "all"},
+            "reduction mean": {"reduction": "mean"},
+            "reduction sum": {"reduction": "sum"},
+            "reduction none": {"reduction": "none"},
+            "mse_term plain": {"mse_term": "plain"},
+        })
+    return sets
+
+
+def option_cases(pred: torch.Tensor, target: torch.Tensor, nbytes: int, every_option: bool) -> list[Case]:
+    """Every preset (and, with ``every_option``, each option alone) in both threshold modes (T = 0, the presets'
+    threshold on Otsu-standardized targets, and Otsu per sample), with ``mse_loss`` and VisCy's own
+    SpotlightLoss (``fg_threshold`` 0 and None) in the same rounds: each row of the options table is read
+    against the default, ``mse_loss`` and VisCy of its mode. Each is checked against the float64 reference."""
+    import spotlight_ops
+    from spotlight_ops import reference
+
+    p64 = pred.detach().double().requires_grad_(True)
+
+    def scalar(value: torch.Tensor) -> torch.Tensor:  # reduction "none": the sum of the pools' losses
+        return value if value.dim() == 0 else value.sum()
+
+    def check(name: str, fn, ref_fn) -> None:
+        p64.grad = None
+        want = scalar(ref_fn())
+        want.backward()
+        pred.grad = None
+        value = scalar(fn())
+        value.backward()
+        check_close(f"{name} loss", value, want.detach(), 1e-4)
+        check_close(f"{name} gradient", pred.grad, p64.grad, 1e-3)
+
+    cases = [Case(OPTIONS_GIVEN, MSE_IMPL, fwd_bwd(lambda: F.mse_loss(pred, target), pred), nbytes)]
+    viscy = viscy_module()
+    for group, threshold in ((OPTIONS_GIVEN, 0.0), (OPTIONS_OTSU, None)):
+        for name, options in option_sets(pred, target, every_option).items():
+            fn = (lambda o=options, t=threshold: scalar(spotlight_ops.loss(pred, target, t, **o)))
+            check(f"{name} ({group})", fn,
+                  lambda o=options, t=threshold: reference.loss(p64, target.double(), t, **o))
+            cases.append(Case(group, name, fwd_bwd(fn, pred), nbytes))
+        if viscy is not None:
+            theirs = viscy.SpotlightLoss(lambda_mse=LAM, sigmoid_k=K, eps=EPS, fg_threshold=threshold)
+            viscy_options = {k: v for k, v in spotlight_ops.presets.PRESETS["viscy"].items() if k != "threshold"}
+            # VisCy's Otsu bins with torch.histc (not SPEC 1's binning) and sets the mask only: its soft mask
+            # stays centred at 0. Its loss is checked as that: its mask given, T = 0.
+            their_mask = None if threshold is not None else target >= viscy._otsu_threshold_batch(target.detach())
+            check(f"{VISCY_IMPL} ({group})", lambda m=theirs: m(pred, target),
+                  lambda m=their_mask: reference.loss(p64, target.double(), 0.0, mask=m, **viscy_options))
+            cases.append(Case(group, VISCY_IMPL, fwd_bwd(lambda m=theirs: m(pred, target), pred), nbytes))
+    return cases
+
+
+def options_table(results: list[tuple[str, list[Case]]]) -> list[str]:
+    """Each option set against the default of its threshold mode, ``mse_loss`` fwd+bwd and VisCy's own
+    SpotlightLoss of the same mode, all from the same rounds."""
+    lines = [
+        "| shape | threshold | options | median ms | / default | / `mse_loss` | VisCy / this | runs |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, cases in results:
+        mse = next((c for c in cases if c.group == OPTIONS_GIVEN and c.impl == MSE_IMPL), None)
+        if mse is None:
+            continue
+        for group, mode in ((OPTIONS_GIVEN, "T = 0"), (OPTIONS_OTSU, "Otsu")):
+            default = next(c for c in cases if c.group == group and c.impl == DEFAULT_IMPL)
+            viscy = next((c for c in cases if c.group == group and c.impl == VISCY_IMPL), None)
+            for c in cases:
+                if c.group != group:
+                    continue
+                theirs = f"{viscy.median / c.median:.1f}" if viscy is not None and c is not viscy else ""
+                lines.append(f"| {label} | {mode} | {c.impl} | {c.median * 1e3:.3f} | {c.median / default.median:.2f} | "
+                             f"{c.median / mse.median:.2f} | {theirs} | {len(c.times)} |")
+        lines.append(f"| {label} | | {MSE_IMPL} fwd+bwd | {mse.median * 1e3:.3f} | | 1.00 | | {len(mse.times)} |")
+    return lines
+
+
+def option_targets(results: list[tuple[str, list[Case]]]) -> list[str]:
+    """The targets of the options table: every option set within 1.2x of the default of its mode, Otsu within
+    1.3x of T = 0 (default options)."""
+    out = []
+    for label, cases in results:
+        get = {(c.group, c.impl): c for c in cases}
+        if (OPTIONS_GIVEN, DEFAULT_IMPL) not in get:
+            continue
+        for group, mode in ((OPTIONS_GIVEN, "T = 0"), (OPTIONS_OTSU, "Otsu")):
+            default = get[(group, DEFAULT_IMPL)]
+            ours = [c for c in cases if c.group == group and c.impl not in (DEFAULT_IMPL, VISCY_IMPL, MSE_IMPL)]
+            worst = max(ours, key=lambda c: c.median)
+            r = worst.median / default.median
+            out.append(f"| {label} | worst option set vs the default, {mode} ({worst.impl}) | {r:.2f}x | <= 1.2x | "
+                       f"{'met' if r <= 1.2 else 'NOT met'} |")
+        r = get[(OPTIONS_OTSU, DEFAULT_IMPL)].median / get[(OPTIONS_GIVEN, DEFAULT_IMPL)].median
+        out.append(f"| {label} | default, Otsu vs T = 0 | {r:.2f}x | <= 1.3x | {'met' if r <= 1.3 else 'NOT met'} |")
+    return out
 
 
 def time_cases(cases: list[Case], device: str, warmup: int, repeats: int, slow_repeats: int,
@@ -644,6 +772,8 @@ def main() -> None:
                     help="set THP_MEM_ALLOC_ENABLE=1: huge pages for large tensors (fewer first-touch page faults)")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--shapes", default="", help="time only the shapes whose label starts with one of these "
+                    "comma-separated words (e.g. 'train'; default: every shape)")
     ap.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md",
                     help="page to write the table to (default docs/benchmarks.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -663,6 +793,11 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        words = tuple(w.strip() for w in args.shapes.split(",") if w.strip())
+        shapes = {label: shape for label, shape in shapes.items() if label.startswith(words)}
+        if not shapes:
+            raise SystemExit(f"bench_loss: --shapes {args.shapes!r} names none of {', '.join(SHAPES)}")
     repeats, warmup = (3, 1) if args.quick else (args.repeats, args.warmup)
     results = []
     for i, (label, shape) in enumerate(shapes.items()):
@@ -690,9 +825,20 @@ def main() -> None:
         "",
         *table(results),
         "",
+        "### Presets and options",
+        "",
+        "Each preset (and, on the training batch, each option of SPEC 11 alone) fwd+bwd in both threshold "
+        "modes (T = 0, the presets' threshold on Otsu-standardized targets, and Otsu per sample), timed in the "
+        "same rounds as the table above. \"/ default\" is against the default options of the same mode, "
+        "\"/ `mse_loss`\" against `torch.nn.functional.mse_loss` fwd+bwd, \"VisCy / this\" is VisCy's own "
+        "`SpotlightLoss` of the same mode (`fg_threshold` 0 or None) over this row.",
+        "",
+        *options_table(results),
+        "",
         "### Speed targets",
         "",
         *targets(results),
+        *option_targets(results),
     ]
     print("\n".join(section))
     if not args.no_write:

@@ -67,25 +67,59 @@ struct LossStrip {
   }
 };
 
-// The foreground mask of the strip of elements i .. i + n - 1 (SPEC sections
-// 2 and 11), m[j] for j < n: the given mask when not null, else Y >= T or
-// Y > T by `rule`; y holds the strip's target values.
-template <class A>
-inline void strip_mask(const bool* mask, MaskRule rule, index_t i, int n, const A* y, A t, unsigned char* m) {
-  if (mask != nullptr) {
-    const unsigned char* given = as_bytes(mask + i);
-    for (int j = 0; j < n; ++j) m[j] = given[j] != 0;
-  } else if (rule == MaskRule::kGreaterEqual) {
-    for (int j = 0; j < n; ++j) m[j] = y[j] >= t;
-  } else {
-    for (int j = 0; j < n; ++j) m[j] = y[j] > t;
+// Where a variant's foreground mask M comes from (SPEC sections 2 and 11): a
+// given mask, or the target against T by LossOptions::mask_rule.
+enum class MaskFrom { kGiven, kGreater, kGreaterEqual };
+
+inline MaskFrom mask_from(const LossOptions& opt) {
+  if (opt.mask != nullptr) return MaskFrom::kGiven;
+  return opt.mask_rule == MaskRule::kGreaterEqual ? MaskFrom::kGreaterEqual : MaskFrom::kGreater;
+}
+
+// M of element i, whose target value is y.
+template <MaskFrom kMask, class A>
+inline bool mask_at(const bool* mask, index_t i, A y, A t) {
+  if constexpr (kMask == MaskFrom::kGiven)
+    return as_bytes(mask)[i] != 0;
+  else if constexpr (kMask == MaskFrom::kGreaterEqual)
+    return y >= t;
+  else
+    return y > t;
+}
+
+// Calls f(soft, mask, squared) with the options of `opt` that shape the
+// per-voxel work of a variant as compile-time tags (std::integral_constant of
+// SoftMask, MaskFrom and bool): each combination gets strips of its own, with
+// no per-strip or per-element switch (as LossStrip has none).
+template <class F>
+void with_variant_tags(const LossOptions& opt, F&& f) {
+  const auto by_squared = [&](auto soft, auto mask) {
+    if (opt.dice_denominator == DiceDenominator::kSquared)
+      f(soft, mask, std::true_type{});
+    else
+      f(soft, mask, std::false_type{});
+  };
+  const auto by_mask = [&](auto soft) {
+    using M = MaskFrom;
+    switch (mask_from(opt)) {
+      case M::kGiven: return by_squared(soft, std::integral_constant<M, M::kGiven>{});
+      case M::kGreaterEqual: return by_squared(soft, std::integral_constant<M, M::kGreaterEqual>{});
+      case M::kGreater: return by_squared(soft, std::integral_constant<M, M::kGreater>{});
+    }
+  };
+  using S = SoftMask;
+  switch (opt.soft_mask) {
+    case S::kUnclamped: return by_mask(std::integral_constant<S, S::kUnclamped>{});
+    case S::kViscy: return by_mask(std::integral_constant<S, S::kViscy>{});
+    case S::kClamped: return by_mask(std::integral_constant<S, S::kClamped>{});
   }
 }
 
 // The published variants (SPEC section 11, any LossOptions): every LossSums
-// value of a strip (P > T when kCount). Each option is one switch per strip,
-// outside the per-element loops; the default options take LossStrip instead.
-template <class T, bool kCount>
+// value of a strip (P > T when kCount), specialised on the soft mask, the
+// source of M and the Dice denominator (see with_variant_tags); the default
+// options take LossStrip instead.
+template <class T, bool kCount, SoftMask kSoft, MaskFrom kMask, bool kSquared>
 struct VariantLossStrip {
   using A = acc_t<T>;
   static constexpr auto kFields = [] {
@@ -98,35 +132,30 @@ struct VariantLossStrip {
   }();
   const T* pred;
   const T* target;
-  const bool* mask;  // given, or null
+  const bool* mask;  // given (kMask == MaskFrom::kGiven), or null
   A t, k;
-  SoftMask soft_mask;
-  MaskRule mask_rule;
-  bool squared;
 
   void operator()(index_t i, int n, A (*v)[kStrip]) const {
     const A t = this->t, k = this->k;
     A pb[kStrip], yb[kStrip], x[kStrip], soft[kStrip];
-    unsigned char m[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
-    strip_mask(mask, mask_rule, i, n, y, t, m);
-    if (soft_mask == SoftMask::kClamped) {
+    if constexpr (kSoft == SoftMask::kClamped) {
       for (int j = 0; j < n; ++j) x[j] = math::clamp_unit(p[j] - t);
       for (int j = 0; j < n; ++j) soft[j] = A(0.5) + A(0.5) * math::tunable_sigmoid(x[j], k);
-    } else if (soft_mask == SoftMask::kUnclamped) {
+    } else if constexpr (kSoft == SoftMask::kUnclamped) {
       for (int j = 0; j < n; ++j) soft[j] = math::unclamped_soft_mask(p[j] - t, k);
     } else {
       for (int j = 0; j < n; ++j) x[j] = math::tunable_sigmoid(p[j] - t, k);
       for (int j = 0; j < n; ++j) soft[j] = x[j] < A(0) ? A(0) : (x[j] > A(1) ? A(1) : x[j]);
     }
     for (int j = 0; j < n; ++j) {
-      const bool mj = m[j] != 0;
+      const bool mj = mask_at<kMask>(mask, i + j, y[j], t);
       const A d = y[j] - p[j];
       const A sq = d * d;
       v[0][j] = mj ? A(1) : A(0);
       v[1][j] = keep_if(mj, sq);
-      v[2][j] = squared ? soft[j] * soft[j] : soft[j];
+      v[2][j] = kSquared ? soft[j] * soft[j] : soft[j];
       v[3][j] = keep_if(mj, soft[j]);
       v[4][j] = math::poison(y[j]) + math::poison(p[j]);
       v[5][j] = sq;
@@ -146,10 +175,10 @@ void with_loss_strip(const T* pred, const T* target, const LossOptions& opt, F&&
   const auto pick = [&](auto count_tag) {
     constexpr bool kCount = decltype(count_tag)::value;
     if (!opt.default_variant())
-      f([&](A t) {
-        return VariantLossStrip<T, kCount>{pred,          target,        opt.mask,
-                                           t,             k,             opt.soft_mask,
-                                           opt.mask_rule, opt.dice_denominator == DiceDenominator::kSquared};
+      with_variant_tags(opt, [&](auto soft, auto mask, auto squared) {
+        f([&](A t) {
+          return VariantLossStrip<T, kCount, soft.value, mask.value, squared.value>{pred, target, opt.mask, t, k};
+        });
       });
     else if (opt.mse_term == MseTerm::kPlain)
       f([&](A t) { return LossStrip<T, true, kCount>{pred, target, t, k}; });
@@ -295,8 +324,8 @@ struct LossGradStrip {
 };
 
 // The gradients of a strip under any LossOptions (SPEC section 11; see
-// PoolResult for the formula): one switch per option and strip.
-template <class T, bool kTarget>
+// PoolResult for the formula), specialised as VariantLossStrip is.
+template <class T, bool kTarget, SoftMask kSoft, MaskFrom kMask, bool kSquared>
 struct VariantLossGradStrip {
   using A = acc_t<T>;
   const T* pred;
@@ -305,47 +334,52 @@ struct VariantLossGradStrip {
   T* grad_pred;
   T* grad_target;
   A t, k, c_mse, c_soft_fg, c_soft, c_mse_all;
-  SoftMask soft_mask;
-  MaskRule mask_rule;
-  bool squared;
 
   void operator()(index_t i, int n) const {
     const A t_ = t, k_ = k, c_mse_ = c_mse, c_soft_fg_ = c_soft_fg, c_soft_ = c_soft, c_mse_all_ = c_mse_all;
-    A pb[kStrip], yb[kStrip], x[kStrip], ds[kStrip], soft[kStrip], g[kStrip];
-    unsigned char m[kStrip];
+    A pb[kStrip], yb[kStrip], x[kStrip], ds[kStrip], soft[kStrip], g[kStrip], gp[kStrip], gt[kStrip];
     const A* p = strip_values<A>(pred + i, n, pb);
     const A* y = strip_values<A>(target + i, n, yb);
-    strip_mask(mask, mask_rule, i, n, y, t_, m);
     for (int j = 0; j < n; ++j) x[j] = p[j] - t_;
     for (int j = 0; j < n; ++j) g[j] = math::tunable_sigmoid_grad(x[j], k_);
-    if (soft_mask == SoftMask::kClamped) {
+    // ds = dS/dP; soft = S, needed by the squared denominator only (dB/dS = 2 S).
+    if constexpr (kSoft == SoftMask::kClamped) {
       for (int j = 0; j < n; ++j) ds[j] = A(0.5) * keep_if((x[j] > A(-1)) & (x[j] < A(1)), g[j]);
-      if (squared) {
+      if constexpr (kSquared) {
         for (int j = 0; j < n; ++j) soft[j] = math::clamp_unit(x[j]);
         for (int j = 0; j < n; ++j) soft[j] = A(0.5) + A(0.5) * math::tunable_sigmoid(soft[j], k_);
       }
-    } else if (soft_mask == SoftMask::kUnclamped) {
+    } else if constexpr (kSoft == SoftMask::kUnclamped) {
       for (int j = 0; j < n; ++j) ds[j] = A(0.5) * g[j];
-      if (squared)
+      if constexpr (kSquared)
         for (int j = 0; j < n; ++j) soft[j] = math::unclamped_soft_mask(x[j], k_);
     } else {
       for (int j = 0; j < n; ++j) soft[j] = math::tunable_sigmoid(x[j], k_);
       for (int j = 0; j < n; ++j) ds[j] = keep_if((soft[j] > A(0)) & (soft[j] < A(1)), g[j]);
-      for (int j = 0; j < n; ++j) soft[j] = soft[j] < A(0) ? A(0) : (soft[j] > A(1) ? A(1) : soft[j]);
+      if constexpr (kSquared)
+        for (int j = 0; j < n; ++j) soft[j] = soft[j] < A(0) ? A(0) : (soft[j] > A(1) ? A(1) : soft[j]);
     }
-    if (!squared)
-      for (int j = 0; j < n; ++j) soft[j] = A(0.5);  // dB/dS = 2 soft = 1
-    A gp[kStrip], gt[kStrip];
+    A* out_p = gp;
+    A* out_t = gt;
+    if constexpr (std::is_same_v<T, A>) {
+      out_p = grad_pred + i;
+      if constexpr (kTarget) out_t = grad_target + i;
+    }
     for (int j = 0; j < n; ++j) {
-      const bool mj = m[j] != 0;
+      const bool mj = mask_at<kMask>(mask, i + j, y[j], t_);
       const A e = p[j] - y[j];
       const A mse = keep_if(mj, c_mse_ * e) + c_mse_all_ * e;
-      gp[j] = mse + (c_soft_ * (A(2) * soft[j]) + keep_if(mj, c_soft_fg_)) * ds[j];
-      gt[j] = -mse;
+      // The soft term's weight c_soft dB/dS: c_soft * (2 S), or exactly c_soft
+      // for the linear denominator (dB/dS = 1).
+      const A w = kSquared ? c_soft_ * (A(2) * soft[j]) : c_soft_;
+      out_p[j] = mse + (w + keep_if(mj, c_soft_fg_)) * ds[j];
+      if constexpr (kTarget) out_t[j] = -mse;
     }
-    for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
-    if constexpr (kTarget)
-      for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(gt[j]);
+    if constexpr (!std::is_same_v<T, A>) {
+      for (int j = 0; j < n; ++j) grad_pred[i + j] = static_cast<T>(gp[j]);
+      if constexpr (kTarget)
+        for (int j = 0; j < n; ++j) grad_target[i + j] = static_cast<T>(gt[j]);
+    }
   }
 };
 
@@ -375,22 +409,22 @@ void loss_backward_apply(const T* pred, const T* target, index_t samples, index_
   };
   const auto run_variant = [&](auto target_tag) {
     constexpr bool kTarget = decltype(target_tag)::value;
-    backward_strips(samples, voxels, exec, [&](index_t s) {
-      const GradCoefficients& c = coef[s];
-      return VariantLossGradStrip<T, kTarget>{pred,
-                                              target,
-                                              opt.mask,
-                                              grad_pred,
-                                              grad_target,
-                                              thresholds[s],
-                                              k,
-                                              static_cast<A>(c.c_mse),
-                                              static_cast<A>(c.c_soft_fg),
-                                              static_cast<A>(c.c_soft),
-                                              static_cast<A>(c.c_mse_all),
-                                              opt.soft_mask,
-                                              opt.mask_rule,
-                                              opt.dice_denominator == DiceDenominator::kSquared};
+    with_variant_tags(opt, [&](auto soft, auto mask, auto squared) {
+      backward_strips(samples, voxels, exec, [&](index_t s) {
+        const GradCoefficients& c = coef[s];
+        return VariantLossGradStrip<T, kTarget, soft.value, mask.value, squared.value>{
+            pred,
+            target,
+            opt.mask,
+            grad_pred,
+            grad_target,
+            thresholds[s],
+            k,
+            static_cast<A>(c.c_mse),
+            static_cast<A>(c.c_soft_fg),
+            static_cast<A>(c.c_soft),
+            static_cast<A>(c.c_mse_all)};
+      });
     });
   };
   using Yes = std::true_type;
