@@ -170,7 +170,9 @@ def plan(args, payload: dict) -> tuple[list, list]:
     out_dir = Path(args.out)
     items = _expand(_inputs(args), args.fields)
     suffixes = ["_prediction"] if c_out == 1 else [f"_prediction_{k}" for k in range(1, c_out + 1)]
-    named = [output_names([s[0] for s in items], suffix) for suffix in suffixes]
+    firsts = [s[0] for s in items]
+    stored = output_names(firsts)  # OME-Zarr outputs hold every output channel in one store
+    named = [stored] if c_out == 1 else [output_names(firsts, suffix) for suffix in suffixes]
     stores: dict = {}
     jobs = []
     for i, sources in enumerate(items):
@@ -211,7 +213,7 @@ def plan(args, payload: dict) -> tuple[list, list]:
             how = f"channel(s) {', '.join(names)} {'replaced' if clash else 'added'} in the input " \
                   f"{'plate' if found else 'image'}"
         else:
-            output = named[0][i]
+            output = stored[i]
             store_path = output.path(out_dir)
             kind = "plate" if found else "image"
             store = stores.setdefault(("new", store_path), Store(kind, store_path, found[0] if found else first.path))
