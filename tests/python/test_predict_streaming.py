@@ -76,14 +76,22 @@ def test_streamed_blending_equals_whole_volume_blending(shape, tile, overlap, ba
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=2e-6)
 
 
-def test_writes_come_in_order_once_per_plane():
+@pytest.mark.parametrize("write_bytes", [1, 4 * 20 * 20 * 3, 1 << 30])  # a plane, 3 planes, a whole z row
+def test_writes_come_in_order_once_per_plane(monkeypatch, write_bytes):
+    from spotlight_ops.prediction import tiles
+
     model = fnet()
     signal = np.random.default_rng(2).standard_normal((1, 30, 20, 20)).astype(np.float32)
-    seen = []
-    predict_tiled(model, ArrayReader(signal), lambda z0, planes: seen.append((z0, planes.shape[1])), tile_size=(8, 16, 16), overlap=(2, 4, 4))
-    assert [z for z, _ in seen] == sorted(z for z, _ in seen)
+    monkeypatch.setattr(tiles, "WRITE_BYTES", write_bytes)
+    seen, parts = [], []
+    predict_tiled(model, ArrayReader(signal), lambda z0, planes: (seen.append((z0, planes.shape[1])),
+                                                                  parts.append(planes.copy())),
+                  tile_size=(8, 16, 16), overlap=(2, 4, 4))
     planes = [z0 + i for z0, n in seen for i in range(n)]
     assert planes == list(range(30)) and len(seen) > 3
+    assert write_bytes > 4 * 20 * 20 * 8 or max(n for _, n in seen) <= max(1, write_bytes // (4 * 20 * 20))
+    np.testing.assert_allclose(np.concatenate(parts, axis=1),
+                               whole_volume_blend(model, signal, (8, 16, 16), (2, 4, 4)), rtol=2e-6, atol=2e-6)
 
 
 def test_multi_channel_model_in_and_out():
@@ -135,3 +143,31 @@ def test_predict_file_streams_into_a_tiff(tmp_path, suffix):
     np.testing.assert_allclose(read_volume(out), expected, rtol=0, atol=1e-5)
     with tifffile.TiffFile(out) as tif:
         assert tif.is_ome == (suffix == ".ome.tif")
+
+
+@pytest.mark.parametrize("write_bytes", [1, 1 << 30])
+def test_predict_file_streams_into_ome_zarr_chunks(tmp_path, monkeypatch, write_bytes):
+    pytest.importorskip("ome_zarr")
+    from spotlight_ops.data.zarr_io import open_image, write_zarr
+    from spotlight_ops.prediction import tiles, writing
+
+    monkeypatch.setattr(tiles, "WRITE_BYTES", write_bytes)
+    writes = []
+    real = writing.ZarrDestination.write
+
+    def spy(self, z0, planes):
+        before = self.start
+        real(self, z0, planes)
+        if self.start != before:
+            writes.append((before, self.start))
+    monkeypatch.setattr(writing.ZarrDestination, "write", spy)
+    model = fnet()
+    volume = np.random.default_rng(7).standard_normal((30, 20, 18)).astype(np.float32)
+    source = write_zarr(tmp_path / "in.ome.zarr", volume, (1.0, 0.5, 0.5), chunk_depth=4)
+    out = predict_file(model, PreprocessConfig(), source, tmp_path / "out.ome.zarr", tile_size=(8, 16, 16),
+                       overlap=(2, 4, 4))
+    assert open_image(out).array.chunks[-3] == 4 and open_image(out).channel_names == ["prediction"]
+    np.testing.assert_allclose(read_volume(out), predict_volume(model, standardize(volume), (8, 16, 16), (2, 4, 4)),
+                               rtol=0, atol=1e-5)
+    assert writes[-1][1] == 30 and all(a % 4 == 0 and (b % 4 == 0 or b == 30) for a, b in writes)
+    assert [a for a, _ in writes] == [0] + [b for _, b in writes[:-1]]

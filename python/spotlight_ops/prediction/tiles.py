@@ -14,7 +14,8 @@ starts of axis ``a``. No weight volume is held.
 Streaming: tiles run in z-major order (z, then y, then x starts). The numerator is accumulated in a
 buffer one tile deep in z and as wide as the volume in y and x; when the tiles of one z start are done,
 the planes no later tile touches (up to the next z start) are final: they are divided by the weight
-and handed to ``write`` in increasing z, and the buffer moves on. The input is read one tile row at
+and handed to ``write`` in increasing z, a few planes at a time (:data:`WRITE_BYTES`), and the buffer
+moves on. The input is read one tile row at
 a time (``tile_z x tile_y x X``, the two newest rows kept). Peak memory is therefore the buffer
 (``4 C_out tile_z Y X`` bytes), two input rows and the network's activations, whatever the depth of
 the volume; the numbers are those of blending the whole volume at once (same tiles, same order of
@@ -35,6 +36,7 @@ from .. import tta as T
 
 DEFAULT_TILE = (64, 128, 128)
 DEFAULT_OVERLAP = (16, 32, 32)
+WRITE_BYTES = 16 << 20  # finished planes are handed to ``write`` in groups of about this size
 
 
 def blend_window(length: int, overlap: int, ramp_start: bool = True, ramp_end: bool = True) -> np.ndarray:
@@ -172,11 +174,13 @@ def predict_tiled(model: nn.Module, reader: Reader, write: Callable[[int, np.nda
         """Writes the planes ``[base, z_end)`` of the volume (divided by the weight) and moves the buffer on."""
         nonlocal base
         done = min(z_end, shape[0]) - base
-        if done > 0:
-            planes = np.empty((buffer.shape[0], done, shape[1], shape[2]), np.float32)
-            for i in range(done):
-                planes[:, i] = buffer[:, i, :shape[1], :shape[2]] / (weights[0][base + i] * weight_yx)
-            write(base, planes)
+        group = max(1, WRITE_BYTES // (4 * buffer.shape[0] * shape[1] * shape[2]))
+        for first in range(0, done, group):
+            count = min(group, done - first)
+            planes = np.empty((buffer.shape[0], count, shape[1], shape[2]), np.float32)
+            for i in range(count):
+                planes[:, i] = buffer[:, first + i, :shape[1], :shape[2]] / (weights[0][base + first + i] * weight_yx)
+            write(base + first, planes)
         step = z_end - base
         if step >= tile[0]:
             buffer[:] = 0
