@@ -11,6 +11,7 @@ import pytest
 import tifffile
 import torch
 from plate_helpers import target_like, write_iohub_plate
+from predict_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
 
 pytest.importorskip("ome_zarr")
 
@@ -25,12 +26,6 @@ TILE = ["--tile", "8", "16", "16", "--overlap", "2", "4", "4", "--device", "cpu"
 SHAPE = (12, 24, 20)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def save_model(path, in_channels=1, out_channels=1, channels=None):
@@ -156,7 +151,10 @@ def test_multi_channel_tiff_manifest(tmp_path):
     for k in range(2):
         np.testing.assert_allclose(read_volume(tmp_path / "p" / f"s1_prediction_{k + 1}.tif"), want[k], rtol=0,
                                    atol=1e-5)
-    assert main(["predict", "--model", str(model), str(tmp_path / "s1.tif"), "--out", str(tmp_path / "q"), *TILE]) == 2
+    for extra in ([], ["--channels", "a", "b"], ["--into-input"]):  # one TIFF is one channel; neither flag fits TIFF
+        assert main(["predict", "--model", str(model), str(tmp_path / "s1.tif"), "--out", str(tmp_path / "q"),
+                     *extra, *TILE]) == 2
+    assert not (tmp_path / "q").exists()
 
 
 def test_ome_zarr_image_new_store_and_into_input(tmp_path, capsys):

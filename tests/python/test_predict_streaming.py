@@ -8,6 +8,7 @@ import pytest
 import scipy.ndimage as ndi
 import tifffile
 import torch
+from predict_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
 
 from spotlight_ops.data import PreprocessConfig, read_volume, write_volume
 from spotlight_ops.data.preprocess import moments, standardize
@@ -19,12 +20,6 @@ from spotlight_ops.prediction.reading import open_signal, open_signals, streamin
 from spotlight_ops.prediction.tiles import ArrayReader, predict_tiled
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fnet(in_channels=1, out_channels=1, seed=0) -> FNet:

@@ -179,6 +179,9 @@ def plan(args, payload: dict) -> tuple[list, list]:
         first = sources[0]
         label = str(first)
         if not first.is_zarr:
+            if args.into_input:
+                raise ValueError(f"--into-input: {label} is a TIFF, which cannot hold a prediction channel; predict "
+                                 f"TIFFs without --into-input (they get new files)")
             if len(sources) != c_in:
                 raise ValueError(f"{label}: the model takes {c_in} signal channel(s); a TIFF input is one (give "
                                  f"several with --csv, one path_signal[_k] column each)")
@@ -222,6 +225,9 @@ def plan(args, payload: dict) -> tuple[list, list]:
             where = store_path / output.field if output.field else store_path
             how = f"new {kind} store, channel(s) {', '.join(names)}"
         jobs.append(Job(label, [Source(first.path, c) for c in chosen], image=where, how=how))
+    if args.channels and not stores:
+        raise ValueError("--channels: no input is an OME-Zarr image or plate (the channels of TIFF data are files: give "
+                         "them as a --csv manifest's path_signal[_k] columns)")
     for store in stores.values():
         if store.kind != "append" and store.path.exists():
             if not args.overwrite:

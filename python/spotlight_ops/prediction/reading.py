@@ -30,7 +30,7 @@ from ..data.preprocess import standardize_with
 from ..data.sources import Source
 from .tiles import Reader
 
-SLAB_BYTES = 32 << 20  # float64 bytes per slab of the statistics passes
+SLAB_BYTES = 8 << 20  # float64 bytes per slab of the statistics passes
 
 
 class _Remapped:
@@ -75,7 +75,8 @@ def streaming_moments(volume: LazyVolume, slab_bytes: int = SLAB_BYTES) -> tuple
     mean = total / count
     squares = 0.0
     for z0 in range(0, depth, planes):
-        deviation = volume.slab(z0, min(z0 + planes, depth)).astype(np.float64) - mean
+        deviation = volume.slab(z0, min(z0 + planes, depth)).astype(np.float64)
+        deviation -= mean
         squares += float(np.dot(deviation.ravel(), deviation.ravel()))
     return mean, math.sqrt(squares / count)
 
@@ -93,7 +94,17 @@ class StandardizedReader(Reader):
         self.moments = [streaming_moments(v) for v in volumes]
 
     def box(self, box: tuple) -> np.ndarray:
-        return np.stack([standardize_with(v.box(box), mean, std) for v, (mean, std) in zip(self.volumes, self.moments)])
+        """The box standardized plane by plane (the float64 temporaries of one plane at a time)."""
+        z = box[0]
+        depth = z.stop - z.start
+        out = None
+        for c, (volume, (mean, std)) in enumerate(zip(self.volumes, self.moments)):
+            raw = volume.box(box, dtype=None)
+            if out is None:
+                out = np.empty((self.channels,) + raw.shape, np.float32)
+            for i in range(depth):
+                out[c, i] = standardize_with(raw[i].astype(np.float32, copy=False), mean, std)
+        return out
 
 
 def open_signals(sources: Sequence[Source]) -> StandardizedReader:
