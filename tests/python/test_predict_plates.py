@@ -134,6 +134,15 @@ def test_channels_chosen_by_name_and_multi_channel_models(tmp_path, capsys):
     for k in range(2):
         np.testing.assert_allclose(read_volume(out / "B/03/0", channel=f"prediction_{k + 1}"), want[k], rtol=0,
                                    atol=1e-5)
+    write_volume(tmp_path / "phase.ome.zarr", fields["B/03/0"][0])
+    manifest = tmp_path / "m.csv"  # a manifest row: a field's channel and a standalone image
+    with open(manifest, "w", newline="") as handle:
+        csv.writer(handle).writerows([["path_signal", "channel_signal", "path_signal_2", "path_target"],
+                                      ["plate.zarr/B/03/0", "Nuclei", "phase.ome.zarr", "plate.zarr/B/03/0#Nuclei"]])
+    assert main(["predict", "--model", str(model2), "--csv", str(manifest), "--out", str(tmp_path / "r"), *TILE]) == 0
+    out = tmp_path / "r" / "plate_prediction.ome.zarr"
+    assert open_plate(out).fields == ("B/03/0",)
+    np.testing.assert_allclose(read_volume(out / "B/03/0", channel="prediction_2"), want[1], rtol=0, atol=1e-5)
 
 
 def test_multi_channel_tiff_manifest(tmp_path):

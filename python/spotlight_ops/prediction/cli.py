@@ -192,12 +192,11 @@ def plan(args, payload: dict) -> tuple[list, list]:
             jobs.append(Job(label, sources, files=files))
             continue
         image = zarr_io.open_image(first.path, "signal")
-        if len(sources) > 1 or first.channel is not None:
-            chosen = [s.channel for s in sources]
-            if len(chosen) != c_in:
-                raise ValueError(f"{label}: the model takes {c_in} signal channel(s), {len(chosen)} named")
+        if len(sources) > 1 or first.channel is not None:  # named: PATH#CHANNEL, a manifest row's columns
+            if len(sources) != c_in:
+                raise ValueError(f"{label}: the model takes {c_in} signal channel(s), {len(sources)} named")
         else:
-            chosen = signal_channels(image, args.channels, recorded, c_in)
+            sources = [Source(first.path, c) for c in signal_channels(image, args.channels, recorded, c_in)]
         found = plates.field_of(first.path)
         if args.into_input:
             target = found[0] if found else first.path
@@ -224,7 +223,7 @@ def plan(args, payload: dict) -> tuple[list, list]:
                 store.fields.append(found[1])
             where = store_path / output.field if output.field else store_path
             how = f"new {kind} store, channel(s) {', '.join(names)}"
-        jobs.append(Job(label, [Source(first.path, c) for c in chosen], image=where, how=how))
+        jobs.append(Job(label, sources, image=where, how=how))
     if args.channels and not stores:
         raise ValueError("--channels: no input is an OME-Zarr image or plate (the channels of TIFF data are files: give "
                          "them as a --csv manifest's path_signal[_k] columns)")
