@@ -7,6 +7,7 @@ import pytest
 import scipy.ndimage as ndi
 import tifffile
 import torch
+from predict_helpers import one_thread  # noqa: F401  (autouse: one torch thread)
 
 from spotlight_ops.cli import main
 from spotlight_ops.data import PreprocessConfig, read_metadata, read_volume, write_volume
@@ -16,13 +17,6 @@ from spotlight_ops.data.augment import Transform
 from spotlight_ops.predict import blend_window, load_model, predict_file, predict_volume, tile_starts
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run faster on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -265,6 +265,48 @@ def is_ome_tiff(path: PathLike) -> bool:
     return Path(path).name.lower().endswith((".ome.tif", ".ome.tiff"))
 
 
+def _voxels(metadata: Optional[VolumeMetadata], voxel_size: Optional[tuple], unit: str) -> tuple:
+    """``(voxel size, unit)`` to write: ``voxel_size`` and ``unit`` when given, else ``metadata``'s."""
+    sizes = tuple(voxel_size) if voxel_size is not None else (metadata.voxel_size if metadata else (None,) * 3)
+    if metadata is not None and metadata.unit and voxel_size is None:
+        unit = metadata.unit
+    return sizes, unit
+
+
+def _tiff_options(path: Path, metadata: Optional[VolumeMetadata], voxel_size: Optional[tuple], unit: str) -> dict:
+    """tifffile's write arguments for a ``(Z, Y, X)`` float volume at ``path`` with its voxel size: OME-TIFF
+    with ``PhysicalSize{Z,Y,X}`` for ``*.ome.tif(f)``, an ImageJ-compatible TIFF otherwise."""
+    sizes, unit = _voxels(metadata, voxel_size, unit)
+    if is_ome_tiff(path):
+        ome_meta = {"axes": "ZYX"}
+        for axis, size in zip("ZYX", sizes):
+            if size:
+                ome_meta[f"PhysicalSize{axis}"] = float(size)
+                ome_meta[f"PhysicalSize{axis}Unit"] = "µm" if unit in ("um", "micron", "\\u00B5m") else unit
+        return {"ome": True, "metadata": ome_meta}
+    ij_meta = {"axes": "ZYX"}
+    if sizes[0]:
+        ij_meta["spacing"] = float(sizes[0])
+    if any(sizes):
+        ij_meta["unit"] = unit
+    options = {"imagej": True, "metadata": ij_meta}
+    if sizes[1] and sizes[2]:
+        options["resolution"] = (1.0 / float(sizes[2]), 1.0 / float(sizes[1]))
+    return options
+
+
+def create_tiff(path: PathLike, shape: tuple, metadata: Optional[VolumeMetadata] = None) -> int:
+    """Creates an uncompressed float32 TIFF of ``shape`` ``(Z, Y, X)`` (kind and metadata as
+    :func:`write_volume`), zero-filled; returns the byte offset of its contiguous pixel data, to fill it
+    through ``numpy.memmap`` slab by slab."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mapped = tifffile.memmap(path, shape=tuple(shape), dtype=np.float32, **_tiff_options(path, metadata, None, "um"))
+    offset = int(mapped.offset)
+    del mapped
+    return offset
+
+
 def write_volume(path: PathLike, volume: np.ndarray, metadata: Optional[VolumeMetadata] = None,
                  voxel_size: Optional[tuple] = None, unit: str = "um") -> Path:
     """Writes a ``(Z, Y, X)`` volume with its voxel size; the kind follows the name.
@@ -277,29 +319,11 @@ def write_volume(path: PathLike, volume: np.ndarray, metadata: Optional[VolumeMe
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise ValueError(f"volume must be 3D (Z, Y, X), got shape {volume.shape}")
-    sizes = tuple(voxel_size) if voxel_size is not None else (metadata.voxel_size if metadata else (None,) * 3)
-    if metadata is not None and metadata.unit and voxel_size is None:
-        unit = metadata.unit
-    ij_meta = {"axes": "ZYX"}
-    if sizes[0]:
-        ij_meta["spacing"] = float(sizes[0])
-    if any(sizes):
-        ij_meta["unit"] = unit
-    kwargs = {}
-    if sizes[1] and sizes[2]:
-        kwargs["resolution"] = (1.0 / float(sizes[2]), 1.0 / float(sizes[1]))
     if volume.dtype == np.float64:
         volume = volume.astype(np.float32)
     if zarr_io.is_zarr(path):
+        sizes, unit = _voxels(metadata, voxel_size, unit)
         return zarr_io.write_zarr(path, volume, sizes, unit if any(sizes) else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if is_ome_tiff(path):
-        ome_meta = {"axes": "ZYX"}
-        for axis, size in zip("ZYX", sizes):
-            if size:
-                ome_meta[f"PhysicalSize{axis}"] = float(size)
-                ome_meta[f"PhysicalSize{axis}Unit"] = "µm" if unit in ("um", "micron", "\\u00B5m") else unit
-        tifffile.imwrite(path, volume, ome=True, metadata=ome_meta)
-        return path
-    tifffile.imwrite(path, volume, imagej=True, metadata=ij_meta, **kwargs)
+    tifffile.imwrite(path, volume, **_tiff_options(path, metadata, voxel_size, unit))
     return path

@@ -145,7 +145,7 @@ def create_plate_like(source: Union[Plate, PathLike], out: PathLike, channel_nam
     Refuses an ``out`` that exists (nothing is overwritten).
     """
     zarr, _, _, _, _ = zarr_io._modules()
-    from ome_zarr.writer import write_multiscales_metadata, write_plate_metadata, write_well_metadata
+    from ome_zarr.writer import write_plate_metadata, write_well_metadata
 
     source = source if isinstance(source, Plate) else open_plate(source)
     out = Path(out)
@@ -169,21 +169,46 @@ def create_plate_like(source: Union[Plate, PathLike], out: PathLike, channel_nam
         write_well_metadata(root.require_group(well), images, fmt=fmt)
     for field in chosen:
         image = zarr_io.open_image(source.field_path(field), "plate field")
-        axes, scale = _output_axes(image)
-        shape, chunks = [], []
-        spatial = dict(zip(image.axes, image.array.shape))
-        spatial_chunks = dict(zip(image.axes, image.array.chunks))
-        for axis in axes:
-            name = axis["name"].lower()
-            shape.append(len(names) if name == "c" else 1 if name == "t" else spatial[name])
-            chunks.append(1 if name in "tc" else min(spatial_chunks[name], spatial[name]))
-        group = root.require_group(field)
-        group.create_array(image.dataset, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=np.nan)
-        write_multiscales_metadata(
-            group, [{"path": image.dataset, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
-            fmt=fmt, axes=axes, name=image.multiscales.get("name") or field.split("/")[-1],
-            metadata={"omero": {"channels": [_omero_channel(n) for n in names]}})
+        _image_like(root.require_group(field), image, names, fmt, dtype, field.split("/")[-1])
     return open_plate(out)
+
+
+def _image_like(group, image, names: list, fmt, dtype, name: str) -> None:
+    """An image in ``group`` with ``image``'s axes (a channel axis added where it has none), voxel size, level
+    path and spatial chunks, holding channels ``names`` at one time point, one level, filled with NaN."""
+    from ome_zarr.writer import write_multiscales_metadata
+
+    axes, scale = _output_axes(image)
+    shape, chunks = [], []
+    spatial = dict(zip(image.axes, image.array.shape))
+    spatial_chunks = dict(zip(image.axes, image.array.chunks))
+    for axis in axes:
+        axis_name = axis["name"].lower()
+        shape.append(len(names) if axis_name == "c" else 1 if axis_name == "t" else spatial[axis_name])
+        chunks.append(1 if axis_name in "tc" else min(spatial_chunks[axis_name], spatial[axis_name]))
+    group.create_array(image.dataset, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=np.nan)
+    write_multiscales_metadata(
+        group, [{"path": image.dataset, "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        fmt=fmt, axes=axes, name=image.multiscales.get("name") or name,
+        metadata={"omero": {"channels": [_omero_channel(n) for n in names]}})
+
+
+def create_image_like(source: PathLike, out: PathLike, channel_names: Sequence[str], dtype=np.float32) -> Path:
+    """A new OME-Zarr image at ``out`` laid out as the image ``source`` (as a field of :func:`create_plate_like`:
+    the same NGFF version, axes with a channel axis, voxel size, level path, spatial chunks), holding
+    ``channel_names``, NaN until written. Refuses an ``out`` that exists."""
+    zarr, _, _, _, _ = zarr_io._modules()
+    image = zarr_io.open_image(source, "image")
+    names = [str(n) for n in channel_names]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"channel_names must be distinct and at least one, got {names}")
+    out = Path(out)
+    if out.exists():
+        raise DataError(out, "exists; choose another output (an image store is never overwritten)")
+    fmt = _format(image.version)
+    root = zarr.open_group(str(out), mode="w-", zarr_format=fmt.zarr_format)
+    _image_like(root, image, names, fmt, dtype, out.name.split(".")[0])
+    return out
 
 
 def _writable_image(path: Path):
@@ -210,14 +235,23 @@ def append_channels(plate: Union[Plate, PathLike], names: Sequence[str]) -> None
     A name a field already has is an error naming it (nothing is changed then).
     """
     plate = plate if isinstance(plate, Plate) else open_plate(plate)
+    _append([plate.field_path(field) for field in plate.fields], names)
+
+
+def append_image_channels(image: PathLike, names: Sequence[str]) -> None:
+    """:func:`append_channels` for one OME-Zarr image (a standalone ``x.ome.zarr`` with a channel axis)."""
+    _append([Path(image)], names)
+
+
+def _append(paths: list, names: Sequence[str]) -> None:
     names = [str(n) for n in names]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"names must be distinct and at least one, got {names}")
     opened = []
-    for field in plate.fields:
-        image, group = _writable_image(plate.field_path(field))
+    for path in paths:
+        image, group = _writable_image(path)
         if "c" not in image.axes:
-            raise DataError(image.path, "field of view has no channel axis; channels cannot be added")
+            raise DataError(image.path, "image has no channel axis; channels cannot be added")
         clash = [n for n in names if n in image.channel_names]
         if clash:
             raise DataError(image.path, f"already has channel(s) {', '.join(clash)}; choose other names")
@@ -284,4 +318,4 @@ def field_of(path: PathLike) -> Optional[tuple[Path, str]]:
     return root, field
 
 
-__all__ = ["Plate", "append_channels", "create_plate_like", "field_of", "is_plate", "open_plate", "write_channels"]
+__all__ = ["Plate", "append_channels", "append_image_channels", "create_image_like", "create_plate_like", "field_of", "is_plate", "open_plate", "write_channels"]

@@ -19,6 +19,8 @@ Its description is one more record of the archive, ``archive/spotlight/metadata.
     source          {"checkpoint": file name, "iteration": i, "sha256": digest}: the checkpoint these
                     weights were copied from, so a resume can tell a stale model.pt
     validation      (checkpoint_best.pt) {"val_loss", "iteration"}
+    channels        (optional) {"signal": [names or None], "target": [names or None]}: the channel
+                    names the model was trained on (:func:`channel_names`)
 
 Read as a payload (:func:`read_model_payload`, ``load_checkpoint``), a model file is its metadata with
 the state dict under ``"model"``. A training checkpoint can be read as a model too (it holds
@@ -93,6 +95,20 @@ def read_model_payload(path: Union[str, Path]) -> dict:
             raise ModelFileError(f"{path}: not a spotlight model (missing {key!r}); give a model.pt or checkpoint "
                                  f"written by spotlight train")
     return payload
+
+
+def channel_names(payload: dict, role: str) -> Optional[list]:
+    """The ``role`` (``"signal"`` or ``"target"``) channel names a model file records, one per channel of the
+    model, or None where it records none (or not every one, or not as many as the model has)."""
+    config = payload.get("model_config") or {}
+    count = int(config.get("in_channels" if role == "signal" else "out_channels", 1))
+    recorded = payload.get("channels")
+    names = recorded.get(role) if isinstance(recorded, dict) else None
+    if not isinstance(names, (list, tuple)) or len(names) != count:
+        return None
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        return None
+    return list(names)
 
 
 def build_model(payload: dict, path: Union[str, Path]):
