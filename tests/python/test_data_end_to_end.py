@@ -143,7 +143,6 @@ def test_a_tiff_manifest_with_preprocess_masks_trains_predicts_and_evaluates(tmp
     assert len(metrics) == 2
 
 
-@pytest.mark.skip(reason="needs predict of plates (branch predictio)")
 def test_a_plate_trains_predicts_into_a_plate_and_evaluates(plate, tmp_path, capsys):
     spotlight(capsys, "preprocess", plate, "--channels", "Nuclei", "--no-progress")
     run = tmp_path / "run"
