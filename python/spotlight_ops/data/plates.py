@@ -303,6 +303,17 @@ def write_channels(field: PathLike, volumes: dict) -> None:
 
 
 
+def field_path_argument(text: str) -> str:
+    """A command line's field of view, checked as its path inside the plate: three non-empty parts
+    (``B/03/0``); the argparse type of every ``--fields`` flag."""
+    import argparse
+
+    parts = text.strip("/").split("/")
+    if len(parts) != 3 or not all(parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a field of view ROW/COL/FIELD (e.g. B/03/0)")
+    return "/".join(parts)
+
+
 def field_of(path: PathLike) -> Optional[tuple[Path, str]]:
     """``(plate root, field)`` when ``path`` is a field of view of an HCS plate (``plate.zarr/B/03/0`` ->
     ``(plate.zarr, "B/03/0")``), else None. Only the plate's metadata is read."""

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .plates import field_path_argument
+
 DESCRIPTION = (
     "Compute each target volume's Otsu threshold (optionally on the median(5) + Gaussian(5) smoothed copy, "
     "the authors' choice) and foreground mask (volume > T), and store them with the data: in an HCS plate's "
@@ -24,21 +26,13 @@ DESCRIPTION = (
 )
 
 
-def _field_path(text: str) -> str:
-    """A field of view as its path inside the plate: three non-empty parts, ``B/03/0``."""
-    parts = text.strip("/").split("/")
-    if len(parts) != 3 or not all(parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a field of view ROW/COL/FIELD (e.g. B/03/0)")
-    return "/".join(parts)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``preprocess`` on any parser (the subcommand or the standalone one)."""
     p.add_argument("input", type=Path, help="an HCS plate (plate.zarr), an OME-Zarr image, or a manifest CSV")
     p.add_argument("--channels", nargs="+", default=None, metavar="NAME",
                    help="target channels of the plate or image, by name or index (a plate needs them; an image: "
                         "default every channel)")
-    p.add_argument("--fields", nargs="+", default=None, metavar="ROW/COL/FIELD", type=_field_path,
+    p.add_argument("--fields", nargs="+", default=None, metavar="ROW/COL/FIELD", type=field_path_argument,
                    help="the plate's fields of view to preprocess (default: all)")
     p.add_argument("--out", type=Path, default=None,
                    help="manifest input: the manifest to write (the input's rows with path_mask and otsu_threshold)")

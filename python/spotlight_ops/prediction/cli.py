@@ -74,10 +74,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--csv", help="manifest CSV: predict every row's signal (its path_signal[_k] columns: one per "
                                  "signal channel of the model)")
     p.add_argument("--out", required=True, help="output folder")
-    from ..data.preprocess_command import _field_path
 
-    p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD", type=_field_path, help="fields of view of the plate(s) to predict "
-                                                                        "(default: all)")
+    p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD", type=plates.field_path_argument,
+                   help="fields of view of the plate(s) to predict (default: all)")
     p.add_argument("--channels", nargs="+", metavar="NAME", help="signal channels of OME-Zarr inputs, by name or "
                                                                  "index, one per input channel of the model")
     p.add_argument("--into-input", dest="into_input", action="store_true",

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import defaults
+from ..data.plates import field_path_argument
 from ..presets import PRESETS, TRAINED
 from .config import TrainConfig, build_config, config_from_checkpoint, read_yaml, stored_config_keys
 
@@ -70,7 +71,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the plate's signal channels, by name (the F-net's input channels)")
     p.add_argument("--target-channels", dest="target_channels", nargs="+", metavar="NAME",
                    help="the plate's target channels, by name (the F-net's output channels)")
-    p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD",
+    p.add_argument("--fields", nargs="+", metavar="ROW/COL/FIELD", type=field_path_argument,
                    help="the plate's fields of view to train on (default: all)")
     p.add_argument("--stored-masks", dest="stored_masks", action=argparse.BooleanOptionalAction,
                    help="--stored-masks: any masks stored with the pairs (a manifest's path_mask too, e.g. "
@@ -126,7 +127,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--val-csv", dest="val_csv", help="manifest of held-out validation pairs")
     p.add_argument("--val-plate", dest="val_plate",
                    help="an HCS plate of held-out validation pairs (the --signal-channels and --target-channels)")
-    p.add_argument("--val-fields", dest="val_fields", nargs="+", metavar="ROW/COL/FIELD",
+    p.add_argument("--val-fields", dest="val_fields", nargs="+", metavar="ROW/COL/FIELD", type=field_path_argument,
                    help="the validation plate's fields of view (default: all)")
     p.add_argument("--val-fraction", dest="val_fraction", type=float,
                    help="hold out this fraction of the training manifest instead (seeded split; default 0)")
