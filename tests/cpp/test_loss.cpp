@@ -181,6 +181,39 @@ TEST(LossPaths, OtsuThresholdsFiniteWhenTheRangeOverflows) {
   }
 }
 
+// Samples with Inf and NaN inside a run of the fused Otsu path (whose
+// histogram of sample s + 1 is counted during the sums of sample s): their
+// thresholds and losses are NaN, and every other sample's threshold and loss
+// are those of the separate passes, bit for bit, with 1 and 2 threads.
+TEST(LossPaths, PoisonedSamplesInsideAFusedRun) {
+  const std::int64_t samples = 5, voxels = 3000;
+  Batch b = make_batch(samples, voxels, 47);
+  b.target[1 * voxels + 17] = std::numeric_limits<double>::infinity();
+  b.target[2 * voxels + 2999] = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> otsu(samples);
+  sc::otsu_thresholds(b.target.data(), samples, voxels, kBins, otsu.data(), sc::SerialExecutor{});
+  LossOptions o;
+  o.reduction = Reduction::kNone;
+  std::vector<double> given(samples);
+  sc::loss_forward(b.pred.data(), b.target.data(), samples, voxels, otsu.data(), o, given.data(),
+                   sc::SerialExecutor{});
+  for (const unsigned threads : {1u, 2u}) {
+    ASSERT_TRUE(sc::whole_samples<double>(samples, voxels, threads));
+    std::vector<double> loss(samples);
+    const auto st = sc::loss_forward(b.pred.data(), b.target.data(), samples, voxels,
+                                     static_cast<const double*>(nullptr), o, loss.data(), sc::ThreadExecutor(threads));
+    for (std::int64_t s = 0; s < samples; ++s) {
+      const bool poisoned = s == 1 || s == 2;
+      EXPECT_EQ(std::isnan(st.thresholds[s]), poisoned) << threads << " threads, sample " << s;
+      EXPECT_EQ(std::isnan(loss[s]), poisoned) << threads << " threads, sample " << s;
+      if (!poisoned) {
+        EXPECT_EQ(st.thresholds[s], otsu[s]) << threads << " threads, sample " << s;
+        EXPECT_EQ(loss[s], given[s]) << threads << " threads, sample " << s;
+      }
+    }
+  }
+}
+
 TEST(Loss, FloatWithGivenThresholdWithin1e5) {
   const Batch b = make_batch(2, 200000, 9);
   std::vector<float> pf(b.pred.begin(), b.pred.end()), yf(b.target.begin(), b.target.end());

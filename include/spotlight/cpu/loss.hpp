@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -218,9 +219,28 @@ void loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, 
   });
 }
 
+// A strip functor that also counts the same voxels of the next sample into
+// its histogram: the histogram's scattered increments (load and store ports)
+// then run beside the sums' arithmetic (vector units) instead of after it.
+template <class Strip, class T>
+struct StripCountingNext {
+  Strip strip;
+  SampleOtsu<T>* next;
+  index_t offset;  // the first voxel of this strip's sample
+
+  void operator()(index_t i, int n, acc_t<T> (*v)[kStrip]) const {
+    strip(i, n, v);
+    next->count(i - offset, n);
+  }
+};
+
 // Otsu thresholds and LossSums of every sample, each sample whole in one
-// task: its range, histogram and sums passes read the target from cache.
-// The same bits as otsu_thresholds then loss_sums (see whole_samples).
+// thread: the executor's threads take runs of consecutive samples, and the
+// histogram of each sample but a run's first is counted during the sums
+// pass of the one before it (StripCountingNext); the range and histogram
+// passes read the target from cache. The same bits as otsu_thresholds then
+// loss_sums: counts do not depend on when they are made, and every sum is
+// made in the same lanes and order (see whole_samples).
 template <class T, class Exec>
 void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t voxels, const LossOptions& opt,
                     acc_t<T>* thresholds, LossSums* sums, const Exec& exec) {
@@ -230,14 +250,32 @@ void otsu_loss_sums(const T* pred, const T* target, index_t samples, index_t vox
     constexpr int F = static_cast<int>(Strip::kFields.size());
     const Partition part(samples, voxels);
     std::vector<double> partial(static_cast<size_t>(part.tasks() * F), 0.0);
-    exec(samples, [&](index_t s) {
-      const A t = sample_threshold(target + s * voxels, voxels, opt.bins);
-      thresholds[s] = t;
-      const Strip strip = strip_of(t);
+    const index_t runs = std::clamp<index_t>(executor_threads(exec), 1, samples);
+    exec(runs, [&](index_t run) {
+      const index_t first = run * samples / runs, last = (run + 1) * samples / runs;
+      std::optional<SampleOtsu<T>> otsu, next;
       with_best_isa([&] {
-        for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task)
-          lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, partial.data() + task * F);
+        otsu.emplace(target + first * voxels, voxels, opt.bins);
+        if (otsu->needs_counts()) otsu->count_all();
       });
+      for (index_t s = first; s < last; ++s) {
+        const A t = otsu->threshold();
+        thresholds[s] = t;
+        const Strip strip = strip_of(t);
+        with_best_isa([&] {
+          if (s + 1 < last) next.emplace(target + (s + 1) * voxels, voxels, opt.bins);
+          for (index_t task = s * part.chunks; task < (s + 1) * part.chunks; ++task) {
+            double* out = partial.data() + task * F;
+            if (next && next->needs_counts())
+              lane_sums_strips<A, F>(part.begin(task), part.end(task),
+                                     StripCountingNext<Strip, T>{strip, &*next, s * voxels}, out);
+            else
+              lane_sums_strips<A, F>(part.begin(task), part.end(task), strip, out);
+          }
+        });
+        otsu = std::move(next);
+        next.reset();
+      }
     });
     std::vector<double> raw(static_cast<size_t>(samples) * F);
     combine_chunks<F>(part, partial.data(), raw.data());

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -122,12 +123,18 @@ class Histogram {
   template <class A>
   void add(const A* v, int n) {
     std::uint32_t at[kStrip];  // bin * sub_
-    bins_of(v, n, at);
     std::uint32_t* counts = counts_.data();
+    if (sub_ != kSub) {
+      bins_of<1>(v, n, at);
+      for (int j = 0; j < n; ++j) ++counts[at[j]];
+      return;
+    }
+    bins_of<kSub>(v, n, at);
     int j = 0;
-    if (sub_ == kSub)
-      for (; j + kSub <= n; j += kSub)
-        for (int u = 0; u < kSub; ++u) ++counts[at[j + u] + u];
+    // The index widened before u is added: then u is the displacement of the
+    // increment's address, and an increment is one load and one add to memory.
+    for (; j + kSub <= n; j += kSub)
+      for (int u = 0; u < kSub; ++u) ++counts[std::size_t{at[j + u]} + u];
     for (; j < n; ++j) ++counts[at[j]];
   }
 
@@ -142,13 +149,14 @@ class Histogram {
   }
 
  private:
-  // at[j] = sub_ * math::histogram_bin(v[j], lo, hi, scale, bins) for j < n.
-  template <class A>
+  // at[j] = kMul * math::histogram_bin(v[j], lo, hi, scale, bins) for j < n
+  // (kMul = sub_, a constant: a shift, not a multiplication, per vector).
+  template <std::uint32_t kMul, class A>
   void bins_of(const A* v, int n, std::uint32_t* at) const {
     if constexpr (std::is_same_v<A, float>) {
-      if (float_path_ && float_bins(v, n, at)) {
+      if (float_path_ && float_bins<kMul>(v, n, at)) {
         for (int j = 0; j < n; ++j)
-          if (near_edge(v[j])) at[j] = exact_bin(v[j]) * sub_;
+          if (near_edge(v[j])) at[j] = exact_bin(v[j]) * kMul;
       }
       if (float_path_) return;
     }
@@ -156,26 +164,25 @@ class Histogram {
       // math::histogram_bin for a finite scale, its two clamps done in double
       // before the conversion: the same bins, in a loop that vectorises.
       if (math::wide_range(lo_, hi_))
-        scaled_bins<true>(v, n, at);
+        scaled_bins<true, kMul>(v, n, at);
       else
-        scaled_bins<false>(v, n, at);
+        scaled_bins<false, kMul>(v, n, at);
     } else {  // a range of double denormals
-      for (int j = 0; j < n; ++j) at[j] = exact_bin(v[j]) * sub_;
+      for (int j = 0; j < n; ++j) at[j] = exact_bin(v[j]) * kMul;
     }
   }
 
   // The loop of bins_of for a finite scale; with kWide, a range wider than
   // DBL_MAX, on halved values (see math::wide_range: exact, and
   // math::histogram_scale has then doubled the scale to match).
-  template <bool kWide, class A>
+  template <bool kWide, std::uint32_t kMul, class A>
   void scaled_bins(const A* v, int n, std::uint32_t* at) const {
     constexpr double half = kWide ? 0.5 : 1.0;
     const double lo = lo_ * half, scale = scale_, top = bins_ - 1, bins = bins_;
-    const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
     for (int j = 0; j < n; ++j) {
       const double f = (static_cast<double>(v[j]) * half - lo) * scale;
       const double c = f > 0 ? f : 0.0;  // NaN goes to bin 0
-      at[j] = static_cast<std::uint32_t>(f >= bins ? top : c) * sub;
+      at[j] = static_cast<std::uint32_t>(f >= bins ? top : c) * kMul;
     }
   }
 
@@ -196,14 +203,14 @@ class Histogram {
   // [0, bins + bins * 2^-22]: no clamp is needed, and at[j] is out of range
   // only for a value near the maximum, which is near an edge. Returns whether
   // any value of the strip is near an edge.
+  template <std::uint32_t kMul>
   bool float_bins(const float* __restrict v, int n, std::uint32_t* __restrict at) const {
-    const std::uint32_t sub = static_cast<std::uint32_t>(sub_);
     int any = 0;
     for (int j = 0; j < n; ++j) {
       const float f = float_position(v[j]);
       const int b = static_cast<int>(f);
       any += near_integer(f, b);
-      at[j] = static_cast<std::uint32_t>(b) * sub;
+      at[j] = static_cast<std::uint32_t>(b) * kMul;
     }
     return any != 0;
   }
@@ -312,18 +319,57 @@ A threshold_from_histogram(const SampleRange<A>& r, const std::int64_t* hist, in
   return exact_bin_centre(r.lo, r.hi, bins, b);
 }
 
+// The Otsu threshold of one sample x[0, voxels), counted in pieces: the
+// constructor finds the range (one pass), count(i, n) adds the n <= kStrip
+// voxels from i to the histogram, in any order and split (counts are
+// integers), and threshold() scans it once every voxel is counted. Construct
+// and count inside with_best_isa. A sample with NaN or Inf needs no counting.
+template <class T>
+class SampleOtsu {
+ public:
+  using A = acc_t<T>;
+
+  SampleOtsu(const T* x, index_t voxels, int bins) : x_(x), voxels_(voxels), bins_(bins) {
+    range_of(x, 0, voxels, range_);
+    if (needs_counts()) hist_.emplace(range_, bins);
+  }
+
+  bool needs_counts() const { return range_.poison == A(0); }
+
+  void count(index_t i, int n) {
+    A buf[kStrip];
+    hist_->add(strip_values<A>(x_ + i, n, buf), n);
+  }
+
+  void count_all() {
+    for (index_t i = 0; i < voxels_; i += kStrip) count(i, static_cast<int>(std::min<index_t>(kStrip, voxels_ - i)));
+  }
+
+  A threshold() const {
+    if (!needs_counts()) return std::numeric_limits<A>::quiet_NaN();
+    std::vector<std::int64_t> hist(static_cast<size_t>(bins_), 0);
+    hist_->add_to(hist.data());
+    return threshold_from_histogram(range_, hist.data(), bins_);
+  }
+
+ private:
+  const T* x_;
+  index_t voxels_;
+  int bins_;
+  SampleRange<A> range_;
+  std::optional<Histogram> hist_;
+};
+
 // The Otsu threshold of one sample x[0, voxels), both passes in the calling
 // thread (the second reads x from cache when the sample fits there).
 template <class T>
 acc_t<T> sample_threshold(const T* x, index_t voxels, int bins) {
-  SampleRange<acc_t<T>> r;
-  with_best_isa([&] { range_of(x, 0, voxels, r); });
-  if (!(r.poison == acc_t<T>(0))) return std::numeric_limits<acc_t<T>>::quiet_NaN();
-  Histogram h(r, bins);
-  with_best_isa([&] { histogram_of(x, 0, voxels, h); });
-  std::vector<std::int64_t> hist(static_cast<size_t>(bins), 0);
-  h.add_to(hist.data());
-  return threshold_from_histogram(r, hist.data(), bins);
+  std::optional<SampleOtsu<T>> otsu;
+  with_best_isa([&] {
+    otsu.emplace(x, voxels, bins);
+    if (otsu->needs_counts()) otsu->count_all();
+  });
+  return otsu->threshold();
 }
 
 // thresholds[s] = Otsu threshold of sample s (SPEC section 1).
