@@ -242,10 +242,8 @@ class Histogram {
 template <class T>
 inline void histogram_of(const T* x, index_t begin, index_t end, Histogram& h) {
   acc_t<T> buf[kStrip];
-  for (index_t i = begin; i < end; i += kStrip) {
-    const int n = static_cast<int>(std::min<index_t>(kStrip, end - i));
-    h.add(strip_values<acc_t<T>>(x + i, n, buf), n);
-  }
+  for (index_t i = begin; i < end; i += kStrip)
+    strip_at(i, end, [&](const int n) { h.add(strip_values<acc_t<T>>(x + i, n, buf), n); });
 }
 
 template <class T, class Exec = ThreadExecutor>
@@ -342,7 +340,7 @@ class SampleOtsu {
   }
 
   void count_all() {
-    for (index_t i = 0; i < voxels_; i += kStrip) count(i, static_cast<int>(std::min<index_t>(kStrip, voxels_ - i)));
+    for (index_t i = 0; i < voxels_; i += kStrip) strip_at(i, voxels_, [&](const int n) { count(i, n); });
   }
 
   A threshold() const {

@@ -110,6 +110,18 @@ inline constexpr int kLanes = 16;
 inline constexpr index_t kBlock = 4096;
 static_assert(kBlock % kStrip == 0 && kStrip % kLanes == 0);
 
+// Calls body(n) for the strip at i of a range ending at end, n = min(kStrip,
+// end - i), with n the constant kStrip for a full strip (every strip but a
+// range's last): inlined, the strip's loops then compile with no checks for
+// a shorter strip. The same operations in the same order either way.
+template <class Body>
+inline void strip_at(index_t i, index_t end, const Body& body) {
+  if (end - i >= kStrip)
+    body(kStrip);
+  else
+    body(static_cast<int>(end - i));
+}
+
 // Sums over [begin, end) into out[0..F) (added to what is there).
 // `strip(i, n, v)` writes the F values of elements i .. i + n - 1 (n <=
 // kStrip) into v[f][0 .. n).
@@ -120,14 +132,15 @@ inline void lane_sums_strips(index_t begin, index_t end, const Strip& strip, dou
     const index_t stop = std::min(end, block + kBlock);
     A acc[F][kLanes] = {};
     for (index_t i = block; i < stop; i += kStrip) {
-      const int n = static_cast<int>(std::min<index_t>(kStrip, stop - i));
-      strip(i, n, v);
-      const int full = n / kLanes * kLanes;
-      for (int f = 0; f < F; ++f) {
-        for (int j = 0; j < full; j += kLanes)
-          for (int l = 0; l < kLanes; ++l) acc[f][l] += v[f][j + l];
-        for (int j = full; j < n; ++j) acc[f][0] += v[f][j];
-      }
+      strip_at(i, stop, [&](const int n) {
+        strip(i, n, v);
+        const int full = n / kLanes * kLanes;
+        for (int f = 0; f < F; ++f) {
+          for (int j = 0; j < full; j += kLanes)
+            for (int l = 0; l < kLanes; ++l) acc[f][l] += v[f][j + l];
+          for (int j = full; j < n; ++j) acc[f][0] += v[f][j];
+        }
+      });
     }
     for (int f = 0; f < F; ++f) {
       double s = 0;
@@ -200,7 +213,7 @@ inline void parallel_strips(index_t count, const Exec& exec, const Strip& strip)
   exec(part.tasks(), [&](index_t t) {
     with_best_isa([&] {
       for (index_t i = part.begin(t), end = part.end(t); i < end; i += kStrip)
-        strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+        strip_at(i, end, [&](const int n) { strip(i, n); });
     });
   });
 }
@@ -214,7 +227,7 @@ void backward_strips(index_t samples, index_t voxels, const Exec& exec, const Ma
     const auto strip = make(part.sample_of(task));
     with_best_isa([&] {
       for (index_t i = part.begin(task), end = part.end(task); i < end; i += kStrip)
-        strip(i, static_cast<int>(std::min<index_t>(kStrip, end - i)));
+        strip_at(i, end, [&](const int n) { strip(i, n); });
     });
   });
 }
